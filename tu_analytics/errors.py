@@ -1,0 +1,82 @@
+"""One exception tree for tu-analytics.
+
+::
+
+    TuAnalyticsError
+    ├── ConfigurationError (ValueError)      settings missing or malformed
+    ├── ConnectionError                      a service could not be reached or used
+    │   ├── AuthenticationError              wrong SASL or registry credentials
+    │   ├── AuthorizationError               credentials valid, resource not allowed
+    │   ├── TopicNotFoundError (LookupError) the topic does not exist (or is hidden)
+    │   └── RegistryError                    the Schema Registry failed
+    ├── WindowError                          a window could not be completed
+    │   └── WindowTooLargeError              a max-records / max-bytes guard tripped
+    ├── SnapshotError                        a snapshot could not be written or read
+    └── SandboxError (RuntimeError)          the local sandbox could not start/stop
+
+Messages never contain secrets: callers pass masked settings into them, and driver errors
+are wrapped with ``raise ... from`` after their text has been scrubbed.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+
+class TuAnalyticsError(Exception):
+    """Base of every error tu-analytics raises on purpose."""
+
+
+class ConfigurationError(TuAnalyticsError, ValueError):
+    """Settings are missing or malformed."""
+
+
+class ConnectionError(TuAnalyticsError, builtins.ConnectionError):  # noqa: A001
+    """A service (broker or registry) could not be reached or used."""
+
+
+class AuthenticationError(ConnectionError):
+    """The broker or the registry rejected the credentials."""
+
+
+class AuthorizationError(ConnectionError):
+    """The credentials are valid but may not use this resource."""
+
+
+class TopicNotFoundError(ConnectionError, LookupError):
+    """The topic does not exist, or these credentials may not see it."""
+
+
+class RegistryError(ConnectionError):
+    """The Schema Registry failed or is unreachable."""
+
+
+class WindowError(TuAnalyticsError):
+    """A window could not be completed; no partial frame is returned."""
+
+
+class WindowTooLargeError(WindowError):
+    """A window would exceed its ``max_records`` or ``max_bytes`` guard."""
+
+
+class SnapshotError(TuAnalyticsError):
+    """A snapshot could not be written or read."""
+
+
+class SandboxError(TuAnalyticsError, RuntimeError):
+    """The local sandbox could not be started, stopped or queried."""
+
+
+__all__ = [
+    "AuthenticationError",
+    "AuthorizationError",
+    "ConfigurationError",
+    "ConnectionError",
+    "RegistryError",
+    "SandboxError",
+    "SnapshotError",
+    "TopicNotFoundError",
+    "TuAnalyticsError",
+    "WindowError",
+    "WindowTooLargeError",
+]
