@@ -80,3 +80,18 @@ __all__ = [
     "WindowError",
     "WindowTooLargeError",
 ]
+
+
+class TuAnalyticsWarning(UserWarning):
+    """Base of the warnings tu-analytics gives."""
+
+
+class DecodeWarning(TuAnalyticsWarning):
+    """Some records could not be decoded; they are in the window's ``errors`` frame."""
+
+
+class RetentionWarning(TuAnalyticsWarning):
+    """The window starts before the oldest record the topic still retains."""
+
+
+__all__ += ["DecodeWarning", "RetentionWarning", "TuAnalyticsWarning"]

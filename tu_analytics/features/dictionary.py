@@ -1,0 +1,267 @@
+"""The feature dictionary: name, unit, definition and source fields of every feature column.
+
+One entry per column :func:`~tu_analytics.features.table.feature_table` can produce; the
+table's ``.dictionary`` is this list restricted to (and ordered like) its actual columns, so
+a stored feature table always explains itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import polars as pl
+
+__all__ = ["DICTIONARY_SCHEMA", "ENTRIES", "Entry", "feature_dictionary"]
+
+
+class Entry(NamedTuple):
+    """One dictionary row."""
+
+    name: str
+    unit: str
+    definition: str
+    source_fields: tuple[str, ...]
+
+
+DICTIONARY_SCHEMA = pl.Schema(
+    {
+        "name": pl.String(),
+        "unit": pl.String(),
+        "definition": pl.String(),
+        "source_fields": pl.List(pl.String()),
+    }
+)
+
+_PIT = (
+    " Point in time: only readings measured in the bucket and received by bucket end plus "
+    "allowed_latency."
+)
+_DELTA = (
+    " Sum of counter increases between consecutive on-time readings whose later reading lies "
+    "in the bucket (credited to the bucket that revealed them); resets and impossible jumps "
+    "count 0; null when no valid interval ends in the bucket."
+)
+_ASOF = " As of bucket end: every reading measured before it and received by it plus latency."
+
+_STATS: tuple[tuple[str, str, str, str], ...] = (
+    ("battery_v", "volt", "battery potential", "BatteryPotential"),
+    ("def_level_pct", "percent", "DEF tank level", "AfterTreatmentDieselExhaustFluidTankLevel"),
+    ("coolant_temp_c", "degrees Celsius", "engine coolant temperature", "EngineCoolantTemperature"),
+    ("ambient_temp_c", "degrees Celsius", "ambient air temperature", "AmbientAirTemperature"),
+)
+
+
+def _stat_entries() -> list[Entry]:
+    out: list[Entry] = []
+    for prefix, unit, what, field in _STATS:
+        src = (field, f"{field}_datetime")
+        out += [
+            Entry(f"{prefix}_mean", unit, f"Mean {what} over readings in the bucket." + _PIT, src),
+            Entry(f"{prefix}_min", unit, f"Minimum {what} in the bucket." + _PIT, src),
+            Entry(f"{prefix}_max", unit, f"Maximum {what} in the bucket." + _PIT, src),
+            Entry(
+                f"{prefix}_last",
+                unit,
+                f"Latest (by measurement time) {what} in the bucket." + _PIT,
+                src,
+            ),
+        ]
+    return out
+
+
+def _hours(name: str, counter: str) -> list[Entry]:
+    src = (counter, f"{counter}_datetime")
+    return [
+        Entry(f"{name}_hours", "hours", f"Increase of {counter}." + _DELTA, src),
+        Entry(
+            f"{name}_ratio",
+            "ratio",
+            f"{name}_hours / bucket_hours. Can exceed 1 when a long interval is credited to "
+            "one bucket.",
+            src,
+        ),
+    ]
+
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry("MachineId", "", "Trackunit machine UUID (key).", ("MachineId",)),
+    Entry("bucket_start", "UTC datetime", "Start of the bucket [start, end) (key).", ()),
+    Entry("bucket_end", "UTC datetime", "End of the bucket (exclusive).", ()),
+    Entry("bucket_hours", "hours", "Bucket length.", ()),
+    *_hours("operating", "CumulativeOperatingHours"),
+    *_hours("idle", "CumulativeIdleHours"),
+    *_hours("engine", "CumulativeEngineHours"),
+    Entry(
+        "fuel_used_l",
+        "litres",
+        "Increase of EngineTotalFuelUsed." + _DELTA,
+        ("EngineTotalFuelUsed", "EngineTotalFuelUsed_datetime"),
+    ),
+    Entry(
+        "idle_fuel_used_l",
+        "litres",
+        "Increase of EngineTotalIdleFuelUsed." + _DELTA,
+        ("EngineTotalIdleFuelUsed", "EngineTotalIdleFuelUsed_datetime"),
+    ),
+    Entry(
+        "fuel_rate_lph",
+        "litres per hour",
+        "fuel_used_l / operating_hours: fuel per hour of operation; null when operating_hours "
+        "is null or 0.",
+        ("EngineTotalFuelUsed", "CumulativeOperatingHours"),
+    ),
+    Entry(
+        "counter_resets",
+        "count",
+        "Intervals of the six counters above (hours, fuel, odometer) ending in the bucket whose "
+        "counter went down (reset, device swap, offset edit).",
+        (
+            "CumulativeOperatingHours",
+            "CumulativeIdleHours",
+            "CumulativeEngineHours",
+            "EngineTotalFuelUsed",
+            "EngineTotalIdleFuelUsed",
+            "TotalVehicleDistance",
+        ),
+    ),
+    Entry(
+        "counter_gaps",
+        "count",
+        "Intervals of those counters ending in the bucket with a physically impossible increase "
+        "(rate above max_rate), counted as jumps, not usage.",
+        (
+            "CumulativeOperatingHours",
+            "CumulativeIdleHours",
+            "CumulativeEngineHours",
+            "EngineTotalFuelUsed",
+            "EngineTotalIdleFuelUsed",
+            "TotalVehicleDistance",
+        ),
+    ),
+    Entry(
+        "distance_km",
+        "kilometres",
+        "Increase of TotalVehicleDistance (as for hours) if any valid odometer interval ends in "
+        "the bucket, else the haversine length of the path through consecutive on-time "
+        "positions (segments ending in the bucket; steps implying > 150 km/h skipped).",
+        ("TotalVehicleDistance", "Latitude", "Longitude", "Location_datetime"),
+    ),
+    Entry(
+        "distance_source",
+        "",
+        "'odometer' or 'gps': where distance_km came from; null when distance_km is null.",
+        ("TotalVehicleDistance", "Latitude", "Longitude"),
+    ),
+    Entry(
+        "latitude",
+        "degrees",
+        "Latitude of the latest known position (largest Location_datetime)." + _ASOF,
+        ("Latitude", "Location_datetime"),
+    ),
+    Entry(
+        "longitude",
+        "degrees",
+        "Longitude of the latest known position (largest Location_datetime)." + _ASOF,
+        ("Longitude", "Location_datetime"),
+    ),
+    Entry(
+        "position_count",
+        "count",
+        "Distinct positions (by Location_datetime) in the bucket; (0, 0) and out-of-range "
+        "positions ignored." + _PIT,
+        ("Latitude", "Longitude", "Location_datetime"),
+    ),
+    Entry(
+        "dispersion_m",
+        "metres",
+        "Radius of gyration of the bucket's positions: root mean square distance from their "
+        "centroid (equirectangular approximation)." + _PIT,
+        ("Latitude", "Longitude", "Location_datetime"),
+    ),
+    Entry(
+        "geohash6_cells",
+        "count",
+        "Distinct geohash cells of precision 6 (about 1.2 km x 0.6 km) holding the bucket's "
+        "positions, computed from Latitude/Longitude." + _PIT,
+        ("Latitude", "Longitude", "Location_datetime"),
+    ),
+    Entry(
+        "time_on_site",
+        "ratio",
+        "Share of the bucket's positions within site_radius_m (default 100 m) of the bucket's "
+        "median position (component-wise median of latitude and longitude)." + _PIT,
+        ("Latitude", "Longitude", "Location_datetime"),
+    ),
+    Entry(
+        "fault_count",
+        "count",
+        "Fault occurrences (MachineId, CodeIdentifier, datetime) raised in the bucket and "
+        "received by bucket end plus allowed_latency.",
+        ("fault_codes.CodeIdentifier", "fault_codes.datetime"),
+    ),
+    Entry(
+        "faults_active",
+        "count",
+        "Fault occurrences raised and not cleared (datetimeCleared) at bucket end." + _ASOF,
+        ("fault_codes.CodeIdentifier", "fault_codes.datetime", "fault_codes.datetimeCleared"),
+    ),
+    Entry(
+        "fault_max_severity",
+        "severity (0-100)",
+        "Largest numeric CodeSeverity among faults counted in fault_count; text severities "
+        "('High', free text) are not parsed and count as missing.",
+        ("fault_codes.CodeSeverity",),
+    ),
+    Entry(
+        "fault_new_codes",
+        "count",
+        "CodeIdentifiers first known for the machine in this bucket (never seen in any earlier "
+        "bucket of this table)." + _ASOF,
+        ("fault_codes.CodeIdentifier", "fault_codes.datetime"),
+    ),
+    *_stat_entries(),
+    Entry(
+        "record_count",
+        "count",
+        "Records of the machine received (kafka_timestamp) during the bucket.",
+        ("kafka_timestamp",),
+    ),
+    Entry(
+        "max_gap_minutes",
+        "minutes",
+        "Largest interval between consecutive on-time measurement times of the machine that "
+        "ends in the bucket (a record's measurement time is its newest *_datetime).",
+        ("*_datetime",),
+    ),
+    Entry(
+        "staleness_minutes",
+        "minutes",
+        "bucket_end minus the newest measurement time known at bucket end; null if none." + _ASOF,
+        ("*_datetime", "kafka_timestamp"),
+    ),
+)
+
+_BY_NAME = {e.name: e for e in ENTRIES}
+
+
+def feature_dictionary(columns: Iterable[str] | None = None) -> pl.DataFrame:
+    """Dictionary rows for ``columns`` (in that order), or for every known feature.
+
+    Raises ``KeyError`` for a column without an entry, so a table can never ship undocumented
+    features.
+    """
+    names = list(_BY_NAME) if columns is None else list(columns)
+    unknown = [n for n in names if n not in _BY_NAME]
+    if unknown:
+        raise KeyError(f"no dictionary entry for feature(s) {unknown}")
+    rows = [_BY_NAME[n] for n in names]
+    return pl.DataFrame(
+        {
+            "name": [r.name for r in rows],
+            "unit": [r.unit for r in rows],
+            "definition": [r.definition for r in rows],
+            "source_fields": [list(r.source_fields) for r in rows],
+        },
+        schema=DICTIONARY_SCHEMA,
+    )

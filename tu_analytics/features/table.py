@@ -1,0 +1,595 @@
+"""Point-in-time feature table: one row per machine and time bucket.
+
+Point-in-time rule
+------------------
+Every reading ``r`` (one field of one record) has a measurement time ``m`` (its
+``X_datetime``) and a receipt time ``k`` (the record's ``kafka_timestamp``). Buckets are
+``[bucket_start, bucket_end)`` in UTC. Reading ``r`` may be used for bucket ``t`` only if
+``m < end(t)`` **and** ``k <= end(t) + allowed_latency``. The first such bucket is the
+reading's *availability bucket*; the reading is *on time* when that is the bucket of ``m``.
+
+* **Window features** (stats, counts, counter deltas, distances, gaps: anything about what
+  happened *in* the bucket) use on-time readings only. A late reading can never join its own
+  bucket, and splicing it into a later bucket's sequence would rewrite history; for
+  cumulative counters nothing is lost, as the next on-time reading's delta spans it.
+* **As-of features** (last position, staleness, active faults, first-seen codes: the state
+  *at* bucket end) use every reading available by the bucket, late or not.
+
+Counter deltas are credited to the bucket holding the later reading
+(:func:`tu_analytics.counters.allocate` with ``how="end"``), never spread backwards.
+Records with a null ``MachineId`` or ``kafka_timestamp`` cannot be placed in time and are
+ignored. Consequence (tested): adding or changing data measured or received after bucket
+``t``'s cut-off leaves every feature of every bucket up to ``t`` unchanged.
+
+Rows: for every machine, every bucket from its first bucket with any data up to the last
+bucket with data in the whole input (dense, so silent hours show up with their staleness).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+
+from tu_analytics.counters import TIME, allocate, counter_deltas, duration_string
+from tu_analytics.features.dictionary import DICTIONARY_SCHEMA, feature_dictionary
+
+__all__ = ["FeatureTable", "feature_table", "geohash_code"]
+
+KEYS = ("MachineId", "bucket_start")
+_M = "MachineId"
+_B = "bucket_start"
+_EARTH_RADIUS_M = 6_371_008.8
+_MS_PER_HOUR = 3_600_000.0
+_MS_PER_MINUTE = 60_000.0
+#: GPS steps implying more than this are position glitches, not travel.
+MAX_GPS_SPEED_KMH = 150.0
+_GEOHASH_ALPHABET = "0123456789bcdefghjkmnpqrstuvwxyz"
+
+#: (feature prefix, counter insight)
+COUNTERS: tuple[tuple[str, str], ...] = (
+    ("operating_hours", "CumulativeOperatingHours"),
+    ("idle_hours", "CumulativeIdleHours"),
+    ("engine_hours", "CumulativeEngineHours"),
+    ("fuel_used_l", "EngineTotalFuelUsed"),
+    ("idle_fuel_used_l", "EngineTotalIdleFuelUsed"),
+    ("_odometer_km", "TotalVehicleDistance"),
+)
+#: (feature prefix, numeric insight) summarised by mean/min/max/last
+STATS: tuple[tuple[str, str], ...] = (
+    ("battery_v", "BatteryPotential"),
+    ("def_level_pct", "AfterTreatmentDieselExhaustFluidTankLevel"),
+    ("coolant_temp_c", "EngineCoolantTemperature"),
+    ("ambient_temp_c", "AmbientAirTemperature"),
+)
+_META_DICTIONARY = "tu_analytics.feature_dictionary"
+_META_PARAMS = "tu_analytics.feature_params"
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """Features (``frame``, eager or lazy) and their ``dictionary`` (name, unit, definition,
+    source_fields), plus the parameters they were built with."""
+
+    frame: pl.DataFrame | pl.LazyFrame
+    dictionary: pl.DataFrame
+    every: str
+    allowed_latency: str | None = None
+
+    def collect(self) -> FeatureTable:
+        """The same table with an eager ``frame``."""
+        if isinstance(self.frame, pl.LazyFrame):
+            return replace(self, frame=self.frame.collect())
+        return self
+
+    def write_parquet(self, path: str | Path) -> None:
+        """Write the frame to ``path``; dictionary and parameters go in the file's key-value
+        metadata, so the file explains itself and one file is all there is to copy."""
+        frame = self.collect().frame
+        assert isinstance(frame, pl.DataFrame)
+        params = {"every": self.every, "allowed_latency": self.allowed_latency}
+        frame.write_parquet(
+            path,
+            metadata={
+                _META_DICTIONARY: self.dictionary.write_json(),
+                _META_PARAMS: json.dumps(params),
+            },
+        )
+
+    @classmethod
+    def read_parquet(cls, path: str | Path) -> FeatureTable:
+        """Read a table written by :meth:`write_parquet`, dictionary included."""
+        meta = pl.read_parquet_metadata(path)
+        if _META_DICTIONARY not in meta:
+            raise ValueError(f"{path} has no feature dictionary: not written by FeatureTable")
+        dictionary = pl.read_json(meta[_META_DICTIONARY].encode(), schema=DICTIONARY_SCHEMA)
+        params = json.loads(meta.get(_META_PARAMS, "{}"))
+        return cls(
+            frame=pl.read_parquet(path),
+            dictionary=dictionary,
+            every=str(params.get("every", "")),
+            allowed_latency=params.get("allowed_latency"),
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def geohash_code(lat: pl.Expr, lon: pl.Expr, precision: int = 6) -> pl.Expr:
+    """Geohash cell of (lat, lon) as an integer (5 bits per character), columnar.
+
+    Equal integers mean equal geohash strings of length ``precision``; the loop runs over bits,
+    not rows. Bits alternate longitude/latitude, longitude first, as in the geohash spec.
+    """
+    if not 1 <= precision <= 12:
+        raise ValueError("precision must be 1..12")
+    total = 5 * precision
+    lon_bits = (total + 1) // 2
+    lat_bits = total // 2
+    lon_idx = ((lon + 180.0) / 360.0 * 2**lon_bits).floor().clip(0, 2**lon_bits - 1)
+    lat_idx = ((lat + 90.0) / 180.0 * 2**lat_bits).floor().clip(0, 2**lat_bits - 1)
+    lon_i = lon_idx.cast(pl.Int64)
+    lat_i = lat_idx.cast(pl.Int64)
+    code = pl.lit(0, dtype=pl.Int64)
+    for pos in range(total):
+        # pos 0 is the most significant bit; even positions take longitude bits.
+        src, nbits, j = (lon_i, lon_bits, pos // 2) if pos % 2 == 0 else (lat_i, lat_bits, pos // 2)
+        bit = (src // (2 ** (nbits - 1 - j))) % 2
+        code = code + bit * (2 ** (total - 1 - pos))
+    return code
+
+
+def geohash_string(code: int, precision: int = 6) -> str:
+    """Decode an integer from :func:`geohash_code` into the usual base-32 text."""
+    return "".join(
+        _GEOHASH_ALPHABET[(code >> (5 * (precision - 1 - i))) & 31] for i in range(precision)
+    )
+
+
+def _haversine_m(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) -> pl.Expr:
+    p1, p2 = lat1.radians(), lat2.radians()
+    a = ((p2 - p1) / 2).sin() ** 2 + p1.cos() * p2.cos() * ((lon2 - lon1).radians() / 2).sin() ** 2
+    return 2 * _EARTH_RADIUS_M * a.clip(0.0, 1.0).sqrt().arcsin()
+
+
+def _local_m(lat: pl.Expr, lon: pl.Expr, lat0: pl.Expr, lon0: pl.Expr) -> pl.Expr:
+    """Distance to a nearby centre, equirectangular (exact enough within a site)."""
+    dx = (lon - lon0).radians() * lat0.radians().cos() * _EARTH_RADIUS_M
+    dy = (lat - lat0).radians() * _EARTH_RADIUS_M
+    return (dx**2 + dy**2).sqrt()
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Bucket arithmetic for one ``every`` and ``allowed_latency``."""
+
+    step: str
+    latency: str | None
+
+    def bucket(self, t: pl.Expr) -> pl.Expr:
+        return t.dt.truncate(self.step)
+
+    def receipt_bucket(self, k: pl.Expr) -> pl.Expr:
+        # First bucket t with k <= end(t) + L: the bucket holding (k - L - 1 ms).
+        shifted = k.dt.offset_by(f"-{self.latency}") if self.latency else k
+        return shifted.dt.offset_by("-1ms").dt.truncate(self.step)
+
+    def available(self, t: pl.Expr, k: pl.Expr) -> pl.Expr:
+        return pl.max_horizontal(self.bucket(t), self.receipt_bucket(k))
+
+    def on_time(self, t: pl.Expr, k: pl.Expr) -> pl.Expr:
+        return self.receipt_bucket(k) <= self.bucket(t)
+
+
+def _latency_string(allowed_latency: str | timedelta | None) -> str | None:
+    if allowed_latency is None:
+        return None
+    if isinstance(allowed_latency, timedelta):
+        return None if allowed_latency == timedelta(0) else duration_string(allowed_latency)
+    text = allowed_latency.strip()
+    if text in ("", "0"):
+        return None
+    return duration_string(text)
+
+
+def _ensure(lf: pl.LazyFrame, columns: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+    """Add missing contract columns as typed nulls (every field is optional) and normalise
+    time columns to Datetime(ms, UTC)."""
+    schema = lf.collect_schema()
+    exprs: list[pl.Expr] = []
+    for name, dtype in columns.items():
+        if name not in schema:
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+        elif dtype == TIME and schema[name] != TIME:
+            exprs.append(pl.col(name).cast(TIME))
+    return lf.with_columns(exprs) if exprs else lf
+
+
+def _readings(
+    lf: pl.LazyFrame, time_col: str, values: Mapping[str, pl.Expr], clock: _Clock
+) -> pl.LazyFrame:
+    """Deduplicated readings of one insight: MachineId, _t, _k, values, _b, _a.
+
+    One reading per (machine, measurement time), the earliest received.
+    """
+    return (
+        lf.select(
+            pl.col(_M),
+            pl.col(time_col).alias("_t"),
+            pl.col("kafka_timestamp").alias("_k"),
+            *[e.alias(n) for n, e in values.items()],
+        )
+        .drop_nulls([_M, "_t", *values])
+        .sort(_M, "_t", "_k")
+        .unique([_M, "_t"], keep="first", maintain_order=True)
+        .with_columns(
+            clock.bucket(pl.col("_t")).alias("_b"),
+            clock.available(pl.col("_t"), pl.col("_k")).alias("_a"),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+def _counter_block(lf: pl.LazyFrame, clock: _Clock) -> list[pl.LazyFrame]:
+    out = []
+    for name, counter in COUNTERS:
+        ts = f"{counter}_datetime"
+        on_time = lf.select(_M, counter, ts, "kafka_timestamp").filter(
+            clock.on_time(pl.col(ts), pl.col("kafka_timestamp"))
+        )
+        per_bucket = allocate(counter_deltas(on_time, counter), clock.step, how="end").select(
+            _M,
+            _B,
+            pl.when(pl.col("covered_hours") > 0).then(pl.col("delta")).alias(name),
+            pl.col("resets").alias(f"_{name}_resets"),
+            pl.col("gaps").alias(f"_{name}_gaps"),
+        )
+        out.append(per_bucket)
+    return out
+
+
+def _stats_block(lf: pl.LazyFrame, clock: _Clock) -> list[pl.LazyFrame]:
+    out = []
+    for prefix, field in STATS:
+        r = _readings(lf, f"{field}_datetime", {"_v": pl.col(field).cast(pl.Float64)}, clock)
+        out.append(
+            r.filter(pl.col("_a") == pl.col("_b"))
+            .group_by(_M, pl.col("_b").alias(_B))
+            .agg(
+                pl.col("_v").mean().alias(f"{prefix}_mean"),
+                pl.col("_v").min().alias(f"{prefix}_min"),
+                pl.col("_v").max().alias(f"{prefix}_max"),
+                pl.col("_v").sort_by("_t").last().alias(f"{prefix}_last"),
+            )
+        )
+    return out
+
+
+def _position_block(
+    lf: pl.LazyFrame, clock: _Clock, site_radius_m: float
+) -> tuple[list[pl.LazyFrame], pl.LazyFrame]:
+    lat, lon = pl.col("Latitude").cast(pl.Float64), pl.col("Longitude").cast(pl.Float64)
+    valid = (
+        lat.is_finite()
+        & lon.is_finite()
+        & (lat.abs() <= 90)
+        & (lon.abs() <= 180)
+        # Altitude-only records carry (0, 0) (streaming format §4).
+        & ~((lat == 0) & (lon == 0))
+    )
+    pos = _readings(lf.filter(valid), "Location_datetime", {"_lat": lat, "_lon": lon}, clock)
+    on_time = pos.filter(pl.col("_a") == pl.col("_b"))
+    grp = [_M, "_b"]
+    lat_c, lon_c = pl.col("_lat").mean().over(grp), pl.col("_lon").mean().over(grp)
+    lat_m, lon_m = pl.col("_lat").median().over(grp), pl.col("_lon").median().over(grp)
+    window = (
+        on_time.with_columns(
+            (_local_m(pl.col("_lat"), pl.col("_lon"), lat_c, lon_c) ** 2).alias("_d2"),
+            (_local_m(pl.col("_lat"), pl.col("_lon"), lat_m, lon_m) <= site_radius_m).alias(
+                "_on_site"
+            ),
+            geohash_code(pl.col("_lat"), pl.col("_lon"), 6).alias("_gh"),
+        )
+        .group_by(_M, pl.col("_b").alias(_B))
+        .agg(
+            pl.len().cast(pl.UInt32).alias("position_count"),
+            pl.col("_d2").mean().sqrt().alias("dispersion_m"),
+            pl.col("_gh").n_unique().cast(pl.UInt32).alias("geohash6_cells"),
+            pl.col("_on_site").mean().alias("time_on_site"),
+        )
+    )
+    # Path length through consecutive on-time positions, credited to the later one's bucket.
+    same = pl.col(_M) == pl.col(_M).shift(1)
+    step_m = _haversine_m(
+        pl.col("_lat").shift(1), pl.col("_lon").shift(1), pl.col("_lat"), pl.col("_lon")
+    )
+    hours = (pl.col("_t") - pl.col("_t").shift(1)).dt.total_milliseconds() / _MS_PER_HOUR
+    gps = (
+        on_time.sort(_M, "_t")
+        .with_columns(pl.when(same).then(step_m / 1000.0).alias("_km"), hours.alias("_h"))
+        .filter(pl.col("_km").is_not_null() & (pl.col("_km") <= MAX_GPS_SPEED_KMH * pl.col("_h")))
+        .group_by(_M, pl.col("_b").alias(_B))
+        .agg(pl.col("_km").sum().alias("_gps_km"))
+    )
+    # As-of: the newest position among all those available by each bucket.
+    latest = pos.group_by(_M, pl.col("_a").alias(_B)).agg(
+        pl.col("_t").max().alias("_pos_t"),
+        pl.col("_lat").sort_by("_t").last().alias("_pos_lat"),
+        pl.col("_lon").sort_by("_t").last().alias("_pos_lon"),
+    )
+    return [window, gps, latest], pos
+
+
+def _record_block(lf: pl.LazyFrame, clock: _Clock, time_cols: list[str]) -> list[pl.LazyFrame]:
+    k = pl.col("kafka_timestamp")
+    records = lf.select(
+        _M,
+        k.alias("_k"),
+        pl.max_horizontal([pl.col(c) for c in time_cols]).alias("_t")
+        if time_cols
+        else pl.lit(None, dtype=TIME).alias("_t"),
+    )
+    count = records.group_by(_M, clock.bucket(pl.col("_k")).alias(_B)).agg(
+        pl.len().cast(pl.UInt32).alias("record_count")
+    )
+    measured = records.drop_nulls("_t")
+    newest = measured.group_by(_M, clock.available(pl.col("_t"), pl.col("_k")).alias(_B)).agg(
+        pl.col("_t").max().alias("_seen_t")
+    )
+    same = pl.col(_M) == pl.col(_M).shift(1)
+    gaps = (
+        measured.filter(clock.on_time(pl.col("_t"), pl.col("_k")))
+        .select(_M, "_t")
+        .unique()
+        .sort(_M, "_t")
+        .with_columns(
+            pl.when(same)
+            .then((pl.col("_t") - pl.col("_t").shift(1)).dt.total_milliseconds() / _MS_PER_MINUTE)
+            .alias("_gap")
+        )
+        .drop_nulls("_gap")
+        .group_by(_M, clock.bucket(pl.col("_t")).alias(_B))
+        .agg(pl.col("_gap").max().alias("max_gap_minutes"))
+    )
+    return [count, newest, gaps]
+
+
+def _fault_block(fault_codes: pl.DataFrame | pl.LazyFrame, clock: _Clock) -> list[pl.LazyFrame]:
+    fc = _ensure(
+        fault_codes.lazy(),
+        {
+            _M: pl.String(),
+            "CodeIdentifier": pl.String(),
+            "CodeSeverity": pl.String(),
+            "datetime": TIME,
+            "datetimeCleared": TIME,
+            "kafka_timestamp": TIME,
+        },
+    ).drop_nulls([_M, "CodeIdentifier", "datetime", "kafka_timestamp"])
+    k = pl.col("kafka_timestamp")
+    occ_key = [_M, "CodeIdentifier", "datetime"]
+    # Any row of an occurrence proves it was raised; only rows with datetimeCleared clear it.
+    occurrences = (
+        fc.with_columns(
+            clock.available(pl.col("datetime"), k).alias("_raise_a"),
+            pl.when(pl.col("datetimeCleared").is_not_null())
+            .then(clock.available(pl.col("datetimeCleared"), k))
+            .alias("_clear_a"),
+            pl.col("CodeSeverity")
+            .cast(pl.String)
+            .str.strip_chars()
+            .cast(pl.Float64, strict=False)
+            .alias("_sev"),
+        )
+        .group_by(occ_key)
+        .agg(
+            pl.col("_raise_a").min().alias("_known"),
+            pl.col("_clear_a").min().alias("_cleared"),
+            pl.col("_sev").max().alias("_sev"),
+        )
+        .with_columns(
+            clock.bucket(pl.col("datetime")).alias("_b"),
+            # A clear cannot take effect before the raise is known (guards bad clocks).
+            pl.max_horizontal("_cleared", "_known").alias("_cleared"),
+        )
+    )
+    raised = (
+        occurrences.filter(pl.col("_known") == pl.col("_b"))
+        .group_by(_M, pl.col("_b").alias(_B))
+        .agg(
+            pl.len().cast(pl.UInt32).alias("fault_count"),
+            pl.col("_sev").max().alias("fault_max_severity"),
+        )
+    )
+    known = occurrences.group_by(_M, pl.col("_known").alias(_B)).agg(
+        pl.len().cast(pl.Int64).alias("_raised_n")
+    )
+    cleared = (
+        occurrences.drop_nulls("_cleared")
+        .group_by(_M, pl.col("_cleared").alias(_B))
+        .agg(pl.len().cast(pl.Int64).alias("_cleared_n"))
+    )
+    new_codes = (
+        occurrences.group_by(_M, "CodeIdentifier")
+        .agg(pl.col("_known").min().alias(_B))
+        .group_by(_M, _B)
+        .agg(pl.len().cast(pl.UInt32).alias("fault_new_codes"))
+    )
+    return [raised, known, cleared, new_codes]
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _columns_needed(schema: pl.Schema) -> dict[str, pl.DataType]:
+    cols: dict[str, pl.DataType] = {_M: pl.String(), "kafka_timestamp": TIME}
+    for _, counter in COUNTERS:
+        cols[counter] = pl.Float64()
+        cols[f"{counter}_datetime"] = TIME
+    for _, field in STATS:
+        cols[field] = pl.Float64()
+        cols[f"{field}_datetime"] = TIME
+    cols.update({"Latitude": pl.Float64(), "Longitude": pl.Float64(), "Location_datetime": TIME})
+    for name, dtype in schema.items():
+        if name.endswith("_datetime") and isinstance(dtype, pl.Datetime):
+            cols[name] = TIME
+    return cols
+
+
+def feature_table(
+    main: pl.DataFrame | pl.LazyFrame,
+    *,
+    every: str | timedelta = "1h",
+    fault_codes: pl.DataFrame | pl.LazyFrame | None = None,
+    allowed_latency: str | timedelta | None = None,
+    site_radius_m: float = 100.0,
+    lazy: bool = False,
+) -> FeatureTable:
+    """Build point-in-time features per ``MachineId`` x UTC bucket of length ``every``.
+
+    ``main`` is the Machine Insights ``main`` frame, ``fault_codes`` its long fault frame
+    (fault features are only present when it is given). ``allowed_latency`` (default 0) is
+    how long after a bucket's end a record may arrive and still count for that bucket; see
+    the module docstring for the exact rule. ``site_radius_m`` defines ``time_on_site``.
+    With ``lazy=True`` the returned ``frame`` is a LazyFrame (nothing computed yet).
+
+    Columns and definitions: ``FeatureTable.dictionary`` (and
+    :mod:`tu_analytics.features.dictionary`).
+    """
+    if site_radius_m <= 0:
+        raise ValueError("site_radius_m must be positive")
+    clock = _Clock(duration_string(every), _latency_string(allowed_latency))
+    raw = main.lazy()
+    needed = _columns_needed(raw.collect_schema())
+    lf = _ensure(raw, needed).drop_nulls([_M, "kafka_timestamp"])
+    time_cols = [c for c in needed if c.endswith("_datetime")]
+
+    blocks: list[pl.LazyFrame] = []
+    blocks += _counter_block(lf, clock)
+    blocks += _stats_block(lf, clock)
+    pos_blocks, _ = _position_block(lf, clock, site_radius_m)
+    blocks += pos_blocks
+    blocks += _record_block(lf, clock, time_cols)
+    if fault_codes is not None:
+        blocks += _fault_block(fault_codes, clock)
+
+    keys = pl.concat([b.select(_M, _B) for b in blocks], how="vertical")
+    last = pl.col(_B).max()
+    grid = (
+        keys.group_by(_M)
+        .agg(pl.col(_B).min().alias("_first"))
+        .join(keys.select(last.alias("_last")), how="cross")
+        .select(
+            _M,
+            pl.datetime_ranges("_first", "_last", interval=clock.step).alias(_B),
+        )
+        .explode(_B)
+    )
+    frame = grid
+    for block in blocks:
+        frame = frame.join(block, on=list(KEYS), how="left")
+    frame = frame.sort(_M, _B)
+    out = _finish(frame, clock, faults=fault_codes is not None)
+    columns = out.collect_schema().names()
+    table = FeatureTable(
+        frame=out,
+        dictionary=feature_dictionary(columns),
+        every=clock.step,
+        allowed_latency=clock.latency,
+    )
+    return table if lazy else table.collect()
+
+
+def _finish(frame: pl.LazyFrame, clock: _Clock, *, faults: bool) -> pl.LazyFrame:
+    """Derived, as-of and renamed columns, in dictionary order."""
+    end = pl.col(_B).dt.offset_by(clock.step)
+    frame = frame.with_columns(
+        end.alias("bucket_end"),
+        ((end - pl.col(_B)).dt.total_milliseconds() / _MS_PER_HOUR).alias("bucket_hours"),
+    )
+    over = pl.col(_M)
+    # As-of position: running arg-max of measurement time over buckets, then carry forward.
+    best_t = pl.col("_pos_t").cum_max().over(over).forward_fill().over(over)
+    newest_seen = pl.col("_seen_t").cum_max().over(over).forward_fill().over(over)
+    frame = frame.with_columns(
+        pl.when(pl.col("_pos_t") == best_t).then(pl.col("_pos_lat")).alias("_lat_new"),
+        pl.when(pl.col("_pos_t") == best_t).then(pl.col("_pos_lon")).alias("_lon_new"),
+        newest_seen.alias("_newest"),
+    ).with_columns(
+        pl.col("_lat_new").forward_fill().over(over).alias("latitude"),
+        pl.col("_lon_new").forward_fill().over(over).alias("longitude"),
+        ((pl.col("bucket_end") - pl.col("_newest")).dt.total_milliseconds() / _MS_PER_MINUTE).alias(
+            "staleness_minutes"
+        ),
+    )
+    hours = pl.col("bucket_hours")
+    op = pl.col("operating_hours")
+    counter_names = [name for name, _ in COUNTERS]
+    frame = frame.with_columns(
+        (op / hours).alias("operating_ratio"),
+        (pl.col("idle_hours") / hours).alias("idle_ratio"),
+        (pl.col("engine_hours") / hours).alias("engine_ratio"),
+        pl.when(op > 0).then(pl.col("fuel_used_l") / op).alias("fuel_rate_lph"),
+        pl.sum_horizontal([pl.col(f"_{n}_resets").fill_null(0) for n in counter_names])
+        .cast(pl.UInt32)
+        .alias("counter_resets"),
+        pl.sum_horizontal([pl.col(f"_{n}_gaps").fill_null(0) for n in counter_names])
+        .cast(pl.UInt32)
+        .alias("counter_gaps"),
+        pl.coalesce("_odometer_km", "_gps_km").alias("distance_km"),
+        pl.when(pl.col("_odometer_km").is_not_null())
+        .then(pl.lit("odometer"))
+        .when(pl.col("_gps_km").is_not_null())
+        .then(pl.lit("gps"))
+        .alias("distance_source"),
+        pl.col("position_count").fill_null(0),
+        pl.col("record_count").fill_null(0),
+    )
+    if faults:
+        frame = frame.with_columns(
+            pl.col("fault_count").fill_null(0),
+            pl.col("fault_new_codes").fill_null(0),
+            (
+                pl.col("_raised_n").fill_null(0).cum_sum().over(over)
+                - pl.col("_cleared_n").fill_null(0).cum_sum().over(over)
+            )
+            .cast(pl.UInt32)
+            .alias("faults_active"),
+        )
+    names = [
+        "MachineId",
+        "bucket_start",
+        "bucket_end",
+        "bucket_hours",
+        "operating_hours",
+        "operating_ratio",
+        "idle_hours",
+        "idle_ratio",
+        "engine_hours",
+        "engine_ratio",
+        "fuel_used_l",
+        "idle_fuel_used_l",
+        "fuel_rate_lph",
+        "counter_resets",
+        "counter_gaps",
+        "distance_km",
+        "distance_source",
+        "latitude",
+        "longitude",
+        "position_count",
+        "dispersion_m",
+        "geohash6_cells",
+        "time_on_site",
+    ]
+    if faults:
+        names += ["fault_count", "faults_active", "fault_max_severity", "fault_new_codes"]
+    for prefix, _ in STATS:
+        names += [f"{prefix}_{s}" for s in ("mean", "min", "max", "last")]
+    names += ["record_count", "max_gap_minutes", "staleness_minutes"]
+    return frame.select(names)

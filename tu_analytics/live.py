@@ -1,0 +1,507 @@
+"""The live tail: a consumer thread fills a bounded buffer; an asyncio pump feeds widgets.
+
+::
+
+    BatchSource.poll() --daemon thread--> LiveTail buffer --asyncio task, ~1 Hz--> widget.update()
+                                          (capped history +   (coalesced: one redraw per tick,
+                                           latest per machine) only when something arrived)
+
+Two rules keep a notebook responsive (see the notes on live widgets):
+
+* the thread only touches the buffer, never a widget: widget messages from background threads
+  are unreliable across ipykernel versions, and a per-record update floods IOPub;
+* widgets are driven from one task on the kernel's own event loop, at a low fixed rate, and the
+  heavy frame work of each tick runs in a worker thread so the loop stays free between ticks.
+
+The Kafka side is not here: anything with ``poll(timeout)`` returning a flattened Machine Insights
+``main`` frame (docs/frames.md) and ``close()`` is a :class:`BatchSource`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+import polars as pl
+
+__all__ = [
+    "BatchSource",
+    "ErrorSink",
+    "FrameView",
+    "LiveTail",
+    "Pump",
+    "StagedView",
+    "TailStats",
+    "bind",
+    "latest_per_machine",
+]
+
+# Columns that order records in time: the receipt clock, and the measurement clocks (`*_datetime`).
+_RECEIPT = "kafka_timestamp"
+_ORDER = "__tu_order"
+_DEFAULT_HISTORY = 50_000
+
+
+class BatchSource(Protocol):
+    """Where a :class:`LiveTail` gets its records; the lead's Kafka reader implements this.
+
+    ``poll`` returns the next batch as a flattened Machine Insights ``main`` frame, or ``None``
+    when nothing arrived within ``timeout`` seconds. It must honour ``timeout`` so that
+    :meth:`LiveTail.stop` can join the thread. ``poll`` and ``close`` are only ever called from
+    the tail's consumer thread (``close`` from :meth:`LiveTail.stop` when the thread never ran),
+    so a source need not be thread-safe.
+    """
+
+    def poll(self, timeout: float) -> pl.DataFrame | None: ...
+
+    def close(self) -> None: ...
+
+
+class FrameView(Protocol):
+    """Anything the pump can refresh with the tail's buffered frame."""
+
+    def update(self, frame: pl.DataFrame) -> None: ...
+
+
+@runtime_checkable
+class StagedView(Protocol):
+    """A view that splits an update: ``prepare`` is pure (runs off the loop), ``render`` sends."""
+
+    def prepare(self, frame: pl.DataFrame) -> object: ...
+
+    def render(self, prepared: object) -> None: ...
+
+
+@runtime_checkable
+class ErrorSink(Protocol):
+    """A view that can show an error under itself."""
+
+    def show_error(self, error: BaseException, *, context: str = "") -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TailStats:
+    """Counters of a :class:`LiveTail`, read as one consistent snapshot."""
+
+    records: int
+    """Rows received since start (including rows later trimmed from the history)."""
+    batches: int
+    """Non-empty batches appended."""
+    records_per_s: float
+    """Receive rate over the last few seconds."""
+    errors: int
+    """Exceptions raised by the source (the thread stops at the first; see ``LiveTail.error``)."""
+    buffered: int
+    """Rows currently held in the history."""
+    trimmed: int
+    """Rows dropped from the history to respect its cap."""
+    machines: int
+    """Machines in the latest-state table."""
+
+
+def _order_expr(columns: Sequence[str]) -> pl.Expr | None:
+    """A record's own time: the newest of its measurement clocks, else its receipt time."""
+    measured = [pl.col(c) for c in columns if c.endswith("_datetime")]
+    clocks: list[pl.Expr] = []
+    if measured:
+        # Measurement first: an old record delivered late must not overwrite a newer state.
+        clocks.append(pl.max_horizontal(measured))
+    if _RECEIPT in columns:
+        clocks.append(pl.col(_RECEIPT))
+    if not clocks:
+        return None
+    return pl.coalesce(clocks) if len(clocks) > 1 else clocks[0]
+
+
+def latest_per_machine(frame: pl.DataFrame) -> pl.DataFrame:
+    """The newest row per ``MachineId``, by measurement time, then receipt time, then arrival.
+
+    Rows without a ``MachineId`` are dropped; a frame without the column gives an empty frame.
+    """
+    if "MachineId" not in frame.columns:
+        return frame.clear()
+    order = _order_expr(frame.columns)
+    ranked = frame.filter(pl.col("MachineId").is_not_null()).with_row_index(_ORDER)
+    keys = [_ORDER] if order is None else [order, _ORDER]
+    return (
+        ranked.sort(keys, nulls_last=False)
+        .unique("MachineId", keep="last", maintain_order=True)
+        .sort(_ORDER)
+        .drop(_ORDER)
+    )
+
+
+def _concat(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    # Batches written with different schema versions may differ in columns or integer widths.
+    if not frames:
+        return pl.DataFrame()
+    if len(frames) == 1:
+        return frames[0]
+    return pl.concat(frames, how="diagonal_relaxed", rechunk=True)
+
+
+class LiveTail:
+    """Follows a :class:`BatchSource` in a daemon thread and keeps a bounded buffer.
+
+    The buffer holds the newest ``history`` rows and, separately, the latest row per machine,
+    so machines that report rarely stay known after their rows leave the history.
+
+    >>> with LiveTail(source, history=50_000) as tail:   # doctest: +SKIP
+    ...     pump = bind(tail, machine_map, rate_hz=1.0)
+
+    ``pause()`` stops polling (the source is not read while paused; a group-managed Kafka
+    consumer must tolerate that gap, e.g. by using manual assignment). An exception from the
+    source stops the thread and is kept in :attr:`error`; it is never swallowed.
+    """
+
+    def __init__(
+        self,
+        source: BatchSource,
+        *,
+        history: int = _DEFAULT_HISTORY,
+        poll_timeout: float = 0.25,
+        rate_window: float = 5.0,
+    ) -> None:
+        if history < 1:
+            raise ValueError(f"history must be a positive row count, got {history}")
+        if poll_timeout <= 0:
+            raise ValueError(f"poll_timeout must be positive, got {poll_timeout}")
+        self._source = source
+        self._history = history
+        self._poll_timeout = poll_timeout
+        self._rate_window = rate_window
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._running = threading.Event()  # cleared while paused
+        self._running.set()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._chunks: deque[pl.DataFrame] = deque()
+        self._buffered = 0
+        self._latest = pl.DataFrame()
+        self._cache: tuple[int, pl.DataFrame] | None = None
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self._version = 0
+        self._records = 0
+        self._trimmed = 0
+        self._errors = 0
+        self._error: BaseException | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start the consumer thread (a no-op when already running)."""
+        with self._lock:
+            if self._closed or self._stop.is_set():
+                raise RuntimeError("this LiveTail was stopped; create a new one to tail again")
+            if self._thread is not None:
+                return self
+            self._thread = threading.Thread(
+                target=self._consume, name="tu-analytics-live-tail", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def pause(self) -> None:
+        """Stop polling the source until :meth:`resume`; the buffer is kept."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Poll the source again after :meth:`pause`."""
+        self._running.set()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop the thread, wait for it, and close the source. Safe to call more than once.
+
+        Raises :class:`TimeoutError` when the thread is still inside ``source.poll`` after
+        ``timeout`` seconds (a source that ignores its poll timeout); the thread then closes the
+        source itself when ``poll`` returns.
+        """
+        self._stop.set()
+        self._running.set()  # wake a paused thread so it can see the stop
+        thread = self._thread
+        if thread is None:
+            self._close_source()
+            return
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(
+                    f"the live tail's source did not return from poll() within {timeout} s"
+                )
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the consumer thread is alive (paused or not)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set() and not self._stop.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called or the thread ended on an error."""
+        return self._stop.is_set()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """Increments once per appended batch: a cheap "anything new?" check for the pump."""
+        return self._version
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that stopped the consumer thread, if any."""
+        return self._error
+
+    @property
+    def stats(self) -> TailStats:
+        now = time.monotonic()
+        with self._lock:
+            recent = sum(n for t, n in self._arrivals if now - t <= self._rate_window)
+            return TailStats(
+                records=self._records,
+                batches=self._version,
+                records_per_s=recent / self._rate_window,
+                errors=self._errors,
+                buffered=self._buffered,
+                trimmed=self._trimmed,
+                machines=self._latest.height,
+            )
+
+    def frame(self) -> pl.DataFrame:
+        """The buffered history (oldest first) as one frame; a copy, safe to keep."""
+        with self._lock:
+            version = self._version
+            cached = self._cache
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            chunks = list(self._chunks)
+        # Concatenate outside the lock so the consumer thread is never held up by a reader.
+        frame = _concat(chunks)
+        with self._lock:
+            if self._version == version:
+                self._cache = (version, frame)
+        return frame
+
+    def latest(self) -> pl.DataFrame:
+        """The latest row per machine (by measurement time, then receipt time)."""
+        with self._lock:
+            return self._latest
+
+    def __repr__(self) -> str:
+        s = self.stats
+        state = "paused" if self.paused else "running" if self.running else "stopped"
+        return (
+            f"<LiveTail {state}: {s.records} records in {s.batches} batches, "
+            f"{s.buffered} buffered, {s.machines} machines, {s.records_per_s:.0f} rec/s"
+            f"{', error: ' + type(self._error).__name__ if self._error else ''}>"
+        )
+
+    # -- the consumer thread -----------------------------------------------------------------------
+
+    def _consume(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if not self._running.is_set():
+                    self._running.wait(self._poll_timeout)
+                    continue
+                batch = self._source.poll(self._poll_timeout)
+                if batch is not None and batch.height:
+                    self._append(batch)
+        except BaseException as exc:  # everything, so nothing is lost: see .error
+            with self._lock:
+                self._error = exc
+                self._errors += 1
+            self._stop.set()
+        finally:
+            self._close_source()
+
+    def _append(self, batch: pl.DataFrame) -> None:
+        batch = batch.clone()  # our own handle: the source may reuse or mutate its frame
+        # Only this thread writes the latest table, so it can be computed outside the lock.
+        latest = latest_per_machine(_concat([self._latest, batch]) if self._latest.width else batch)
+        now = time.monotonic()
+        with self._lock:
+            self._chunks.append(batch)
+            self._buffered += batch.height
+            self._trim()
+            self._latest = latest
+            self._records += batch.height
+            self._arrivals.append((now, batch.height))
+            while self._arrivals and now - self._arrivals[0][0] > self._rate_window:
+                self._arrivals.popleft()
+            self._version += 1
+
+    def _trim(self) -> None:
+        excess = self._buffered - self._history
+        while excess > 0 and self._chunks:
+            head = self._chunks[0]
+            if head.height <= excess:
+                self._chunks.popleft()
+                dropped = head.height
+            else:
+                self._chunks[0] = head.slice(excess)
+                dropped = excess
+            self._buffered -= dropped
+            self._trimmed += dropped
+            excess -= dropped
+
+    def _close_source(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._source.close()
+        except Exception as exc:
+            with self._lock:
+                if self._error is None:
+                    self._error = exc
+                self._errors += 1
+
+
+class Pump:
+    """Redraws widgets from a :class:`LiveTail` at a fixed low rate, on the kernel's event loop.
+
+    Every ``1 / rate_hz`` seconds the task checks ``tail.version``; only when it changed does it
+    take one :meth:`LiveTail.frame` and push it to every widget, so any number of batches between
+    two ticks cost one redraw. The frame copy and each widget's pure ``prepare`` step run in a
+    worker thread; only ``render``/``update`` (which send widget messages) run on the loop.
+
+    An error raised by a widget is shown under that widget (``show_error``) when it can, else
+    kept in :attr:`errors`; it never stops the pump. A tail error is shown the same way once.
+    The pump ends by itself after the tail stops and its last data were drawn.
+    """
+
+    def __init__(self, tail: LiveTail, *widgets: FrameView, rate_hz: float = 1.0) -> None:
+        if not 0 < rate_hz <= 30:
+            raise ValueError(f"rate_hz must be in (0, 30], got {rate_hz}")
+        self.tail = tail
+        self.widgets: tuple[FrameView, ...] = widgets
+        self.rate_hz = rate_hz
+        self.redraws = 0
+        self.ticks = 0
+        self.errors: deque[BaseException] = deque(maxlen=20)
+        self._task: asyncio.Task[None] | None = None
+        self._drawn = -1
+        self._tail_error_shown = False
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task[None]:
+        """Create the pump task on ``loop``, the running loop, or the kernel's current loop."""
+        if self._task is not None and not self._task.done():
+            return self._task
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                # A synchronous notebook cell: ipykernel's loop is the thread's event loop.
+                loop = asyncio.get_event_loop_policy().get_event_loop()
+        self._task = loop.create_task(self._run(), name="tu-analytics-live-pump")
+        return self._task
+
+    def stop(self) -> None:
+        """Cancel the pump task (the tail keeps running; stop it separately)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    async def wait(self) -> None:
+        """Wait until the pump ends (after the tail stops, or after :meth:`stop`)."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Pump {state} at {self.rate_hz} Hz: {self.redraws} redraws in {self.ticks} ticks>"
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.rate_hz
+        deadline = loop.time()
+        while True:
+            # Fixed-rate ticks against absolute deadlines, so slow redraws don't drift the rate.
+            deadline += period
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            deadline = max(deadline, loop.time() - period)
+            self.ticks += 1
+            finished = self.tail.stopped and not self.tail.running
+            await self.tick()
+            if finished and self._drawn == self.tail.version:
+                return
+
+    async def tick(self) -> bool:
+        """One pump step: redraw if the tail has anything new. Returns whether it redrew."""
+        error = self.tail.error
+        if error is not None and not self._tail_error_shown:
+            self._tail_error_shown = True
+            self._report(error, None, "live tail")
+        version = self.tail.version
+        if version == self._drawn:
+            return False
+        frame = await asyncio.to_thread(self.tail.frame)
+        for widget in self.widgets:
+            try:
+                if isinstance(widget, StagedView):
+                    prepared = await asyncio.to_thread(widget.prepare, frame)
+                    widget.render(prepared)
+                else:
+                    widget.update(frame)
+            except Exception as exc:
+                self._report(exc, widget, "live update")
+        self._drawn = version
+        self.redraws += 1
+        return True
+
+    def _report(self, error: BaseException, widget: FrameView | None, context: str) -> None:
+        sinks = [widget] if widget is not None else list(self.widgets)
+        shown = False
+        for sink in sinks:
+            if isinstance(sink, ErrorSink):
+                sink.show_error(error, context=context)
+                shown = True
+        if not shown:
+            self.errors.append(error)
+
+
+def bind(tail: LiveTail, *widgets: FrameView, rate_hz: float = 1.0, start: bool = True) -> Pump:
+    """Drive ``widgets`` from ``tail`` at ``rate_hz`` redraws per second; returns the pump.
+
+    Starts the tail's thread if needed and the pump task on the current event loop (in a notebook,
+    the kernel's). Stop with ``pump.stop()`` and ``tail.stop()``.
+    """
+    pump = Pump(tail, *widgets, rate_hz=rate_hz)
+    if start:
+        if not tail.running and not tail.stopped:
+            tail.start()
+        pump.start()
+    return pump

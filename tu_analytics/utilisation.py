@@ -1,0 +1,283 @@
+"""Operating hours, idle hours, utilisation and live state, as pure functions on frames.
+
+Input is always the Machine Insights ``main`` frame (docs/frames.md), eager or lazy; output is
+an eager Polars frame with exactly the columns the utilisation widgets read. Usage comes from
+the increase of the cumulative hour counters (:func:`tu_analytics.counters.counter_deltas`:
+measurement order, deduplicated, resets and impossible jumps contribute nothing), spread pro
+rata over the buckets each interval between two readings overlaps
+(:func:`tu_analytics.counters.allocate` with ``how="spread"``). These are descriptive
+numbers over a whole window: a bucket's value can change when a later reading arrives. For
+point-in-time values use :mod:`tu_analytics.features`.
+
+Trackunit defines no public formula for utilisation (utilisation_notes.md §8); the
+denominators used here are stated on each function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from tu_analytics.counters import TIME, allocate, counter_deltas, duration_string
+
+__all__ = ["daily_hours", "fleet_utilisation", "hour_of_day", "machine_state"]
+
+OPERATING = "CumulativeOperatingHours"
+IDLE = "CumulativeIdleHours"
+_MS_PER_HOUR = 3_600_000.0
+
+#: Help-centre rule (utilisation_notes.md §4, H1): a counter that grew by at least 70 % of
+#: the wall-clock time between the last two readings means the machine is in that state.
+STATE_THRESHOLD = 0.7
+
+
+def _ensure(lf: pl.LazyFrame, columns: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+    """Add missing contract columns as typed nulls: every field is optional."""
+    names = set(lf.collect_schema().names())
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in columns.items() if c not in names]
+    return lf.with_columns(missing) if missing else lf
+
+
+def _counter_frame(main: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    cols: dict[str, pl.DataType] = {"MachineId": pl.String(), "kafka_timestamp": TIME}
+    for counter in (OPERATING, IDLE):
+        cols[counter] = pl.Float64()
+        cols[f"{counter}_datetime"] = TIME
+    return _ensure(main.lazy(), cols)
+
+
+def _allocated(lf: pl.LazyFrame, counter: str, every: str, tz: str, name: str) -> pl.LazyFrame:
+    """Spread deltas of ``counter``; hours are null where no valid interval covers a bucket."""
+    return allocate(counter_deltas(lf, counter), every, how="spread", tz=tz).select(
+        "MachineId",
+        "bucket_start",
+        "bucket_end",
+        pl.when(pl.col("covered_hours") > 0).then(pl.col("delta")).alias(name),
+        pl.col("covered_hours").alias(f"_{name}_cov"),
+    )
+
+
+def _both(main: pl.DataFrame | pl.LazyFrame, every: str, tz: str) -> pl.LazyFrame:
+    lf = _counter_frame(main)
+    op = _allocated(lf, OPERATING, every, tz, "operating_hours")
+    idle = _allocated(lf, IDLE, every, tz, "idle_hours")
+    return op.join(
+        idle, on=["MachineId", "bucket_start"], how="full", coalesce=True, suffix="_idle"
+    ).with_columns(pl.coalesce("bucket_end", "bucket_end_idle").alias("bucket_end"))
+
+
+def daily_hours(
+    main: pl.DataFrame | pl.LazyFrame, *, tz: str = "UTC", shift_hours: float | None = None
+) -> pl.DataFrame:
+    """Operating and idle hours per machine and local calendar day.
+
+    Columns: ``MachineId``, ``date`` (Date, local to ``tz``), ``operating_hours``,
+    ``idle_hours``, ``utilisation``. Hours are the increase of ``CumulativeOperatingHours`` /
+    ``CumulativeIdleHours`` spread pro rata over the days each interval between two readings
+    overlaps. A day appears when a valid interval of either counter overlaps it; an hour
+    column is null when its counter has no valid interval on that day (unknown, not zero).
+
+    ``utilisation = operating_hours / denominator``. The denominator is the length of the
+    calendar day (24 h; 23 or 25 h on DST changes in ``tz``): share of *all* time the machine
+    ran, the only choice that needs no knowledge of the site's working hours. With
+    ``shift_hours`` (e.g. 8) it is ``operating_hours / shift_hours``: share of a planned
+    shift, which can exceed 1 on overtime days and is not clipped. Days only partly covered by
+    readings (the first and last day of a window) are still divided by the full denominator.
+    """
+    if shift_hours is not None and shift_hours <= 0:
+        raise ValueError("shift_hours must be positive")
+    both = _both(main, "1d", tz)
+    day_hours = (pl.col("bucket_end") - pl.col("bucket_start")).dt.total_milliseconds() / (
+        _MS_PER_HOUR
+    )
+    denominator = day_hours if shift_hours is None else pl.lit(float(shift_hours))
+    return (
+        both.select(
+            "MachineId",
+            pl.col("bucket_start").dt.date().alias("date"),
+            "operating_hours",
+            "idle_hours",
+            (pl.col("operating_hours") / denominator).alias("utilisation"),
+        )
+        .sort("MachineId", "date")
+        .collect()
+    )
+
+
+def fleet_utilisation(
+    main: pl.DataFrame | pl.LazyFrame, *, every: str | timedelta = "1h"
+) -> pl.DataFrame:
+    """Fleet-wide operating and idle hours per UTC bucket of length ``every``.
+
+    Columns: ``bucket_start``, ``machines_reporting``, ``operating_hours``, ``idle_hours``,
+    ``utilisation``. ``machines_reporting`` counts machines whose operating-hours counter
+    covers the bucket (a valid interval between two of its readings overlaps it). That is
+    the population whose hours are in ``operating_hours``, so ``utilisation =
+    operating_hours / (machines_reporting * bucket length in hours)`` compares like with like
+    (a machine read every 2 h still counts in the hourly bucket between its readings).
+    ``idle_hours`` sums the idle counter over machines whose idle counter covers the bucket.
+    Buckets run densely from the first to the last covered one; a bucket nobody covers has
+    ``machines_reporting == 0`` and null hours and utilisation.
+    """
+    step = duration_string(every)
+    both = _both(main, step, "UTC")
+    per_bucket = both.group_by("bucket_start").agg(
+        (pl.col("_operating_hours_cov") > 0).sum().cast(pl.UInt32).alias("machines_reporting"),
+        pl.col("operating_hours").filter(pl.col("_operating_hours_cov") > 0).sum().alias("_op"),
+        pl.col("idle_hours").filter(pl.col("_idle_hours_cov") > 0).sum().alias("_idle"),
+        (pl.col("_idle_hours_cov") > 0).sum().alias("_idle_n"),
+    )
+    covered = per_bucket.filter((pl.col("machines_reporting") > 0) | (pl.col("_idle_n") > 0))
+    grid = covered.select(
+        pl.datetime_ranges(
+            pl.col("bucket_start").min(), pl.col("bucket_start").max(), interval=step
+        ).alias("bucket_start")
+    ).explode("bucket_start")
+    bucket_hours = (
+        pl.col("bucket_start").dt.offset_by(step) - pl.col("bucket_start")
+    ).dt.total_milliseconds() / _MS_PER_HOUR
+    machines = pl.col("machines_reporting").fill_null(0)
+    return (
+        grid.join(covered, on="bucket_start", how="left")
+        .select(
+            "bucket_start",
+            machines.alias("machines_reporting"),
+            pl.when(machines > 0).then(pl.col("_op")).alias("operating_hours"),
+            pl.when(pl.col("_idle_n") > 0).then(pl.col("_idle")).alias("idle_hours"),
+            pl.when(machines > 0)
+            .then(pl.col("_op") / (machines * bucket_hours))
+            .alias("utilisation"),
+        )
+        .sort("bucket_start")
+        .collect()
+    )
+
+
+def hour_of_day(main: pl.DataFrame | pl.LazyFrame, *, tz: str = "UTC") -> pl.DataFrame:
+    """Operating hours per machine and local hour of day (heatmap data).
+
+    Columns: ``MachineId``, ``hour`` (Int32, 0–23 in ``tz``), ``operating_hours``: the total
+    over the window of operating hours that fell in that clock hour, after spreading each
+    interval pro rata over the hours it overlaps. Dense: 24 rows for every machine with at
+    least one valid operating-hours interval (an hour it never ran in is 0).
+    """
+    lf = _counter_frame(main)
+    per_hour = _allocated(lf, OPERATING, "1h", tz, "operating_hours").filter(
+        pl.col("_operating_hours_cov") > 0
+    )
+    totals = per_hour.group_by(
+        "MachineId", pl.col("bucket_start").dt.hour().cast(pl.Int32).alias("hour")
+    ).agg(pl.col("operating_hours").sum())
+    machines = per_hour.select("MachineId").unique()
+    hours = pl.LazyFrame({"hour": pl.int_range(0, 24, dtype=pl.Int32, eager=True)})
+    return (
+        machines.join(hours, how="cross")
+        .join(totals, on=["MachineId", "hour"], how="left")
+        .with_columns(pl.col("operating_hours").fill_null(0.0))
+        .sort("MachineId", "hour")
+        .collect()
+    )
+
+
+def machine_state(
+    main: pl.DataFrame | pl.LazyFrame,
+    *,
+    now: datetime | None = None,
+    stale_after: str | timedelta = "2h",
+    threshold: float = STATE_THRESHOLD,
+) -> pl.DataFrame:
+    """Latest activity state per machine as of ``now``.
+
+    Columns: ``MachineId``, ``state`` (``"operating"``, ``"idle"``, ``"off"`` or
+    ``"no recent data"``), ``last_seen`` (latest measurement time of any field, Datetime UTC).
+
+    Only data known at ``now`` is used: measured at or before ``now`` and received
+    (``kafka_timestamp``) at or before ``now``. ``now`` defaults to the newest
+    ``kafka_timestamp`` in the frame, i.e. the moment the window was complete, so the result
+    is a pure function of the frame (pass the wall clock for a live view).
+
+    Rules (help-centre activity states, utilisation_notes.md §4, 70 % revision):
+
+    1. ``last_seen`` older than ``now - stale_after`` (or no measurement at all) →
+       ``"no recent data"``. Trackunit learns a per-machine timeout; we use one fixed one.
+    2. For each counter take its last interval (last two readings, rules of
+       :func:`~tu_analytics.counters.counter_deltas`). It counts as *growing* when its end
+       reading is within ``stale_after`` of ``now`` (devices may report counters only on
+       change, so an old interval says nothing about now), it is neither a reset nor a jump,
+       and ``delta >= threshold * elapsed``.
+    3. Idle counter growing → ``"idle"``; else operating counter growing → ``"operating"``;
+       else ``"off"``. Idle is checked first because idle time is usually also counted as
+       operating (engine-on) time, so an idling machine grows both counters; when the
+       counters are disjoint both cannot reach 70 % at once and the order is moot.
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError("threshold must be in (0, 1]")
+    step = duration_string(stale_after)
+    lf = _counter_frame(main)
+    schema = lf.collect_schema()
+    time_cols = [
+        c for c, t in schema.items() if c.endswith("_datetime") and isinstance(t, pl.Datetime)
+    ]
+    if now is None:
+        as_of = lf.select(pl.col("kafka_timestamp").cast(TIME).max()).collect().item()
+        if as_of is None:
+            as_of = (
+                lf.select(pl.max_horizontal([pl.col(c).cast(TIME) for c in time_cols]).max())
+                .collect()
+                .item()
+            )
+    else:
+        as_of = now
+    now_lit = pl.lit(as_of).cast(TIME) if as_of is not None else pl.lit(None, dtype=TIME)
+    cutoff = now_lit.dt.offset_by(f"-{step}")
+
+    known = lf.filter(
+        pl.col("kafka_timestamp").is_null() | (pl.col("kafka_timestamp").cast(TIME) <= now_lit)
+    )
+    seen = known.group_by("MachineId").agg(
+        pl.max_horizontal(
+            [pl.when(pl.col(c).cast(TIME) <= now_lit).then(pl.col(c).cast(TIME)) for c in time_cols]
+        )
+        .max()
+        .alias("last_seen")
+    )
+
+    def growing(counter: str, name: str) -> pl.LazyFrame:
+        # Readings measured after ``now`` are not known yet.
+        ts = f"{counter}_datetime"
+        past = known.filter(pl.col(ts).cast(TIME) <= now_lit)
+        last = (
+            counter_deltas(past, counter)
+            .sort("MachineId", "end")
+            .group_by("MachineId")
+            .agg(pl.all().last())
+        )
+        ok = (
+            (pl.col("end") >= cutoff)
+            & ~pl.col("reset")
+            & ~pl.col("gap")
+            & (pl.col("delta") >= threshold * pl.col("elapsed_hours"))
+        )
+        return last.select("MachineId", ok.alias(name))
+
+    out = (
+        seen.filter(pl.col("MachineId").is_not_null())
+        .join(growing(IDLE, "_idle"), on="MachineId", how="left")
+        .join(growing(OPERATING, "_op"), on="MachineId", how="left")
+        .select(
+            "MachineId",
+            pl.when(pl.col("last_seen").is_null() | (pl.col("last_seen") < cutoff))
+            .then(pl.lit("no recent data"))
+            .when(pl.col("_idle").fill_null(value=False))
+            .then(pl.lit("idle"))
+            .when(pl.col("_op").fill_null(value=False))
+            .then(pl.lit("operating"))
+            .otherwise(pl.lit("off"))
+            .alias("state"),
+            "last_seen",
+        )
+        .sort("MachineId")
+    )
+    return out.collect()
