@@ -156,13 +156,6 @@ def _haversine_m(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) -> 
     return 2 * _EARTH_RADIUS_M * a.clip(0.0, 1.0).sqrt().arcsin()
 
 
-def _local_m(lat: pl.Expr, lon: pl.Expr, lat0: pl.Expr, lon0: pl.Expr) -> pl.Expr:
-    """Distance to a nearby centre, equirectangular (exact enough within a site)."""
-    dx = (lon - lon0).radians() * lat0.radians().cos() * _EARTH_RADIUS_M
-    dy = (lat - lat0).radians() * _EARTH_RADIUS_M
-    return (dx**2 + dy**2).sqrt()
-
-
 @dataclass(frozen=True)
 class _Clock:
     """Bucket arithmetic for one ``every`` and ``allowed_latency``."""
@@ -209,6 +202,24 @@ def _ensure(lf: pl.LazyFrame, columns: Mapping[str, pl.DataType]) -> pl.LazyFram
     return lf.with_columns(exprs) if exprs else lf
 
 
+def _ordered(col: str, by: str = "_t") -> pl.Expr:
+    """A group's values as one list in measurement order, for float reductions.
+
+    Plain ``sum()``/``mean()`` in a group-by combine partial results in an order that depends on
+    how the engine split the whole frame, so a bucket's value could change in the last bit when
+    unrelated rows are added. Reducing one ordered list is reproducible bit for bit, which the
+    point-in-time guarantee (and its tests, which compare exactly) relies on.
+    """
+    return pl.col(col).sort_by(by).implode()
+
+
+def _run_start(*cols: str) -> pl.Expr:
+    """True on the first row of each run of equal ``cols`` in a sorted frame (dedup)."""
+    return pl.any_horizontal(
+        [(pl.col(c) != pl.col(c).shift(1)).fill_null(value=True) for c in cols]
+    )
+
+
 def _readings(
     lf: pl.LazyFrame, time_col: str, values: Mapping[str, pl.Expr], clock: _Clock
 ) -> pl.LazyFrame:
@@ -225,7 +236,7 @@ def _readings(
         )
         .drop_nulls([_M, "_t", *values])
         .sort(_M, "_t", "_k")
-        .unique([_M, "_t"], keep="first", maintain_order=True)
+        .filter(_run_start(_M, "_t"))
         .with_columns(
             clock.bucket(pl.col("_t")).alias("_b"),
             clock.available(pl.col("_t"), pl.col("_k")).alias("_a"),
@@ -262,7 +273,7 @@ def _stats_block(lf: pl.LazyFrame, clock: _Clock) -> list[pl.LazyFrame]:
             r.filter(pl.col("_a") == pl.col("_b"))
             .group_by(_M, pl.col("_b").alias(_B))
             .agg(
-                pl.col("_v").mean().alias(f"{prefix}_mean"),
+                _ordered("_v").list.mean().alias(f"{prefix}_mean"),
                 pl.col("_v").min().alias(f"{prefix}_min"),
                 pl.col("_v").max().alias(f"{prefix}_max"),
                 pl.col("_v").sort_by("_t").last().alias(f"{prefix}_last"),
@@ -285,23 +296,27 @@ def _position_block(
     )
     pos = _readings(lf.filter(valid), "Location_datetime", {"_lat": lat, "_lon": lon}, clock)
     on_time = pos.filter(pl.col("_a") == pl.col("_b"))
-    grp = [_M, "_b"]
-    lat_c, lon_c = pl.col("_lat").mean().over(grp), pl.col("_lon").mean().over(grp)
-    lat_m, lon_m = pl.col("_lat").median().over(grp), pl.col("_lon").median().over(grp)
+    deg = pl.lit(_EARTH_RADIUS_M * 3.141592653589793 / 180.0)
+    lat_r, lon_r = pl.col("_lat"), pl.col("_lon")
+    # Metres per degree of longitude at the group's centroid (equirectangular).
+    lon_scale = deg * _ordered("_lat").list.mean().radians().cos()
+    # Mean squared distance to the centroid = variance of each local axis (ddof 0).
+    gyration = (
+        _ordered("_lat").list.var(ddof=0) * deg**2
+        + _ordered("_lon").list.var(ddof=0) * lon_scale**2
+    ).sqrt()
+    to_median = (
+        ((lat_r - lat_r.median()) * deg) ** 2
+        + ((lon_r - lon_r.median()) * deg * lat_r.median().radians().cos()) ** 2
+    ).sqrt()
     window = (
-        on_time.with_columns(
-            (_local_m(pl.col("_lat"), pl.col("_lon"), lat_c, lon_c) ** 2).alias("_d2"),
-            (_local_m(pl.col("_lat"), pl.col("_lon"), lat_m, lon_m) <= site_radius_m).alias(
-                "_on_site"
-            ),
-            geohash_code(pl.col("_lat"), pl.col("_lon"), 6).alias("_gh"),
-        )
+        on_time.with_columns(geohash_code(pl.col("_lat"), pl.col("_lon"), 6).alias("_gh"))
         .group_by(_M, pl.col("_b").alias(_B))
         .agg(
             pl.len().cast(pl.UInt32).alias("position_count"),
-            pl.col("_d2").mean().sqrt().alias("dispersion_m"),
+            gyration.alias("dispersion_m"),
             pl.col("_gh").n_unique().cast(pl.UInt32).alias("geohash6_cells"),
-            pl.col("_on_site").mean().alias("time_on_site"),
+            (to_median <= site_radius_m).mean().alias("time_on_site"),
         )
     )
     # Path length through consecutive on-time positions, credited to the later one's bucket.
@@ -311,11 +326,10 @@ def _position_block(
     )
     hours = (pl.col("_t") - pl.col("_t").shift(1)).dt.total_milliseconds() / _MS_PER_HOUR
     gps = (
-        on_time.sort(_M, "_t")
-        .with_columns(pl.when(same).then(step_m / 1000.0).alias("_km"), hours.alias("_h"))
+        on_time.with_columns(pl.when(same).then(step_m / 1000.0).alias("_km"), hours.alias("_h"))
         .filter(pl.col("_km").is_not_null() & (pl.col("_km") <= MAX_GPS_SPEED_KMH * pl.col("_h")))
         .group_by(_M, pl.col("_b").alias(_B))
-        .agg(pl.col("_km").sum().alias("_gps_km"))
+        .agg(_ordered("_km").list.sum().alias("_gps_km"))
     )
     # As-of: the newest position among all those available by each bucket.
     latest = pos.group_by(_M, pl.col("_a").alias(_B)).agg(
@@ -346,8 +360,8 @@ def _record_block(lf: pl.LazyFrame, clock: _Clock, time_cols: list[str]) -> list
     gaps = (
         measured.filter(clock.on_time(pl.col("_t"), pl.col("_k")))
         .select(_M, "_t")
-        .unique()
         .sort(_M, "_t")
+        .filter(_run_start(_M, "_t"))
         .with_columns(
             pl.when(same)
             .then((pl.col("_t") - pl.col("_t").shift(1)).dt.total_milliseconds() / _MS_PER_MINUTE)
@@ -469,6 +483,23 @@ def feature_table(
     needed = _columns_needed(raw.collect_schema())
     lf = _ensure(raw, needed).drop_nulls([_M, "kafka_timestamp"])
     time_cols = [c for c in needed if c.endswith("_datetime")]
+    faults = None if fault_codes is None else fault_codes.lazy()
+    if isinstance(main, pl.DataFrame):
+        # Most of the ~140 insight columns are empty in a window; null counts are free on an
+        # eager frame and skipping empty columns makes the record time 5x cheaper.
+        time_cols = [
+            c for c in time_cols if c in main.columns and main[c].null_count() < main.height
+        ]
+        # Sorting on an Enum (integer codes) instead of 36-character UUID strings halves the
+        # cost of the dozen per-machine sorts; the category list needs one cheap eager pass.
+        ids = main.get_column(_M).drop_nulls().unique() if _M in main.columns else pl.Series()
+        if faults is not None and _M in faults.collect_schema().names():
+            more = faults.select(pl.col(_M).drop_nulls().unique()).collect().to_series()
+            ids = pl.concat([ids.cast(pl.String), more.cast(pl.String)]).unique()
+        machine_enum = pl.Enum(ids.cast(pl.String).sort())
+        lf = lf.with_columns(pl.col(_M).cast(pl.String).cast(machine_enum))
+        if faults is not None and _M in faults.collect_schema().names():
+            faults = faults.with_columns(pl.col(_M).cast(pl.String).cast(machine_enum))
 
     blocks: list[pl.LazyFrame] = []
     blocks += _counter_block(lf, clock)
@@ -476,8 +507,10 @@ def feature_table(
     pos_blocks, _ = _position_block(lf, clock, site_radius_m)
     blocks += pos_blocks
     blocks += _record_block(lf, clock, time_cols)
-    if fault_codes is not None:
-        blocks += _fault_block(fault_codes, clock)
+    if faults is not None:
+        blocks += _fault_block(faults, clock)
+    # Each block feeds both the grid bounds and a join: compute it once.
+    blocks = [b.cache() for b in blocks]
 
     keys = pl.concat([b.select(_M, _B) for b in blocks], how="vertical")
     last = pl.col(_B).max()
@@ -495,7 +528,7 @@ def feature_table(
     for block in blocks:
         frame = frame.join(block, on=list(KEYS), how="left")
     frame = frame.sort(_M, _B)
-    out = _finish(frame, clock, faults=fault_codes is not None)
+    out = _finish(frame, clock, faults=faults is not None).with_columns(pl.col(_M).cast(pl.String))
     columns = out.collect_schema().names()
     table = FeatureTable(
         frame=out,

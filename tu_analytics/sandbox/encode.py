@@ -23,7 +23,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-__all__ = ["AvroEncoder", "SparseRecordWriter", "confluent_header", "encode_long"]
+__all__ = [
+    "AvroEncoder",
+    "Preencoded",
+    "SparseRecordWriter",
+    "confluent_header",
+    "encode_long",
+]
 
 Enc = Callable[[Any, bytearray], None]
 
@@ -358,6 +364,16 @@ class AvroEncoder:
         return bytes(out)
 
 
+class Preencoded:
+    """A field value together with its Avro encoding (for values repeated in every message)."""
+
+    __slots__ = ("body", "value")
+
+    def __init__(self, value: Any, body: bytes) -> None:
+        self.value = value
+        self.body = body
+
+
 # Kinds of top-level field a SparseRecordWriter recognises.
 _OTHER, _DOUBLE, _BOOL, _LONG, _ENUM, _HOURS = range(6)
 
@@ -458,7 +474,10 @@ class SparseRecordWriter:
             k = kind[i]
             if k == _OTHER:
                 out.append(2)
-                enc[i](v, out)  # type: ignore[misc]
+                if type(v) is Preencoded:
+                    out += v.body
+                else:
+                    enc[i](v, out)  # type: ignore[misc]
             else:
                 if dt != dtc[0]:  # most entries of a message share one measurement time
                     dtc[0] = dt
@@ -481,6 +500,15 @@ class SparseRecordWriter:
         if rest:
             out += b"\x00" * rest
 
+    def preencode(self, name: str, value: Any) -> Preencoded:
+        """``value`` for field ``name`` with its body encoded once, to reuse in many entries."""
+        i = self.index[name]
+        if self._kind[i] != _OTHER:
+            raise ValueError(f"{name!r} is insight-shaped; pass its bare value instead")
+        out = bytearray()
+        self._enc[i](value, out)  # type: ignore[misc]
+        return Preencoded(value, bytes(out))
+
     def encode(self, entries: Sequence[tuple[int, Any, int | None]]) -> bytes:
         out = bytearray()
         self.encode_into(entries, out)
@@ -498,6 +526,9 @@ class SparseRecordWriter:
         for i, v, dt in entries:
             k = kind[i]
             if k == _OTHER:
+                if type(v) is Preencoded:
+                    # a copy: the same value is shared by every message of a machine
+                    v = dict(v.value) if isinstance(v.value, dict) else v.value
                 d[names[i]] = v
             elif k == _HOURS:
                 d[names[i]] = {"Hour": v, "datetime": dt}

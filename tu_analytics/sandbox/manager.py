@@ -157,6 +157,9 @@ def _start(state: State, root: Path, cache: Path, say: Say, timeout: float) -> N
     say(f"  registry ready ({time.monotonic() - t:.1f} s); schema ids {state.schema_ids}")
     save_state(root, state)
     py = sys.executable
+    from .streamer import mark_starting
+
+    mark_starting(root)  # so the wait below sees this run's backfill, not the last one's
     for name in ("forwarder", "streamer"):
         state.pids[name] = _procs.spawn(
             name, [py, "-m", f"tu_analytics.sandbox.{name}", str(root)], root / f"{name}.log"

@@ -13,6 +13,7 @@ as a global rule, and an H2 database on disk so schema ids survive a restart.
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import urllib.request
 import uuid
@@ -106,7 +107,7 @@ def start_broker(root: Path, cache: Path, state: State) -> int:
         if fmt.returncode != 0:
             raise SandboxError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
     argv = [
-        java, "-Xms128m", "-Xmx768m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+        java, "-Xms128m", f"-Xmx{os.environ.get('TU_SANDBOX_KAFKA_HEAP', '768m')}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
         f"-Dlog4j2.configurationFile={kdir / 'log4j2.properties'}",
         f"-Dtu.sandbox={marker(root)}",
         "-cp", classpath, "kafka.Kafka", str(props),
@@ -151,7 +152,7 @@ def start_registry(root: Path, cache: Path, state: State) -> int:
     (conf / "application.properties").write_text("\n".join(props) + "\n")
     (conf / "application.properties").chmod(0o600)
     argv = [
-        java, "-Xms64m", "-Xmx512m", "-XX:TieredStopAtLevel=1",
+        java, "-Xms64m", f"-Xmx{os.environ.get('TU_SANDBOX_REGISTRY_HEAP', '512m')}", "-XX:TieredStopAtLevel=1",
         f"-Dtu.sandbox={marker(root)}",
         "-jar", str(apicurio_home(cache) / "quarkus-run.jar"),
     ]

@@ -48,6 +48,12 @@ def _write_progress(root: Path, **data: int | str) -> None:
     os.replace(tmp, progress_path(root))
 
 
+def mark_starting(root: Path) -> None:
+    prog = read_progress(root)
+    if prog:
+        _write_progress(root, **{**prog, "phase": "starting"})
+
+
 def _ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
 

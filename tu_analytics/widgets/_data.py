@@ -7,6 +7,7 @@ or come from different schema versions, so every helper here tolerates missing c
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -210,7 +211,8 @@ def view_bundle(
         # Jupyter frontends rank the widget view first; nbviewer-like renderers and frontends
         # without a widget manager pick the plotly JSON or the HTML (plotly.js from its CDN).
         if len(static) == 1:
-            bundle["application/vnd.plotly.v1+json"] = static[0].to_plotly_json()
+            # Through plotly's own encoder: the kernel's JSON cannot serialise numpy arrays.
+            bundle["application/vnd.plotly.v1+json"] = json.loads(static[0].to_json())
         bundle["text/html"] = "".join(
             fig.to_html(full_html=False, include_plotlyjs="cdn" if i == 0 else False)
             for i, fig in enumerate(static)

@@ -10,6 +10,7 @@ Map tiles need the internet; the default style ``white-bg`` needs none, so marke
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ __all__ = [
     "MapData",
     "MapOptions",
     "map_figure",
+    "positions_figure",
     "prepare_map",
 ]
 
@@ -130,22 +132,25 @@ def _latest_positions(positions: pl.DataFrame) -> pl.DataFrame:
 
 def _trails(positions: pl.DataFrame, machines: Iterable[str], points: int) -> pl.DataFrame:
     keys = [c for c in ("Location_datetime", "kafka_timestamp") if c in positions.columns]
+    lat, lon = pl.col("Latitude").cast(pl.Float64), pl.col("Longitude").cast(pl.Float64)
+    # A parked machine reports the same fix again and again: keep only the moves.
+    moved = (lat != lat.shift(1).over("MachineId")) | (lon != lon.shift(1).over("MachineId"))
     return (
         positions.filter(pl.col("MachineId").is_in(list(machines)))
         .with_row_index("__row")
         .sort(["MachineId", *keys, "__row"], nulls_last=False)
+        .filter(moved.fill_null(value=True))
         .group_by("MachineId", maintain_order=True)
         .tail(points)
-        .select(
-            "MachineId", pl.col("Latitude").cast(pl.Float64), pl.col("Longitude").cast(pl.Float64)
-        )
+        .select("MachineId", lat.alias("Latitude"), lon.alias("Longitude"))
     )
 
 
 def _text(value: pl.Expr, digits: int, unit: str) -> pl.Expr:
     # Formatted in Polars (not per row in Python): hover text for every machine on each redraw.
     number = value.cast(pl.Float64, strict=False).round(digits)
-    return pl.concat_str(number.cast(pl.String), pl.lit(unit)).fill_null("–")
+    shown = number.cast(pl.Int64) if digits == 0 else number
+    return pl.concat_str(shown.cast(pl.String), pl.lit(unit)).fill_null("–")
 
 
 def _distinct(frame: pl.DataFrame, column: str | None) -> list[str]:
@@ -200,10 +205,10 @@ def prepare_map(
     wanted = [*IDENTITY[1:], _HOURS, _FUEL, *([site] if site else [])]
     info = last_values(frame, wanted).join(machine_labels(frame), on="MachineId", how="left")
     if value_col is not None:
-        values = last_values(frame, [value_col]).select(
+        coloured = last_values(frame, [value_col]).select(
             "MachineId", pl.col(value_col).alias("__value")
         )
-        info = info.join(values, on="MachineId", how="left")
+        info = info.join(coloured, on="MachineId", how="left")
     state = machine_state(frame, now=now, stale_after=stale_after).select(
         "MachineId", "state", "last_seen"
     )
@@ -368,7 +373,9 @@ def _apply(fig: Any, data: MapData, *, fit: bool, width: int = 900) -> None:
             marker={"color": values, "colorbar": {"title": {"text": data.options.color_by}}},
         )
         fig.data[_NO_VALUE].update(
-            visible=not by_state, name=f"no {data.options.color_by}", **_points(missing)
+            visible=not by_state,
+            name="no value" if by_state else f"no {data.options.color_by}",
+            **_points(missing),
         )
         if fit:
             height = int(fig.layout.height or 600)
@@ -383,7 +390,7 @@ def _apply(fig: Any, data: MapData, *, fit: bool, width: int = 900) -> None:
 
 
 def map_figure(
-    frame: pl.DataFrame | None,
+    frame: pl.DataFrame | MapData | None,
     *,
     color_by: str = "state",
     trails: bool = False,
@@ -396,11 +403,67 @@ def map_figure(
     trail_points: int = 20,
     height: int = 600,
 ) -> go.Figure:
-    """The machine map as a static ``go.Figure`` (for reports and non-widget frontends)."""
-    options = MapOptions(color_by, trails, tuple(sites), tuple(oems), tuple(models))
-    data = prepare_map(frame, options, now=now, stale_after=stale_after, trail_points=trail_points)
+    """The machine map as a static ``go.Figure`` (for reports and non-widget frontends).
+
+    ``frame`` may also be an already prepared :class:`MapData` (the other options are then
+    taken from it).
+    """
+    if isinstance(frame, MapData):
+        data = frame
+    else:
+        options = MapOptions(color_by, trails, tuple(sites), tuple(oems), tuple(models))
+        data = prepare_map(
+            frame, options, now=now, stale_after=stale_after, trail_points=trail_points
+        )
     fig = _base_figure(map_style, height)
     _apply(fig, data, fit=True)
+    return fig
+
+
+def positions_figure(data: MapData, *, height: int = 600) -> go.Figure:
+    """The map's markers on plain longitude/latitude axes: no WebGL, no worker, no tiles.
+
+    A fallback for where MapLibre cannot start. Chromium and Safari refuse MapLibre's worker
+    in a page opened from a ``file://`` URL, so a ``Scattermap`` saved to disk shows an empty
+    map there (plotly.py #5474, maplibre-gl-js #3680) while SVG traces always draw.
+    """
+    source = map_figure(data, height=height)
+    traces = [
+        go.Scatter(
+            x=trace.lon,
+            y=trace.lat,
+            name=trace.name,
+            mode=trace.mode,
+            visible=trace.visible,
+            showlegend=trace.showlegend,
+            legendgroup=trace.legendgroup,
+            marker=trace.marker.to_plotly_json() if trace.mode != "lines" else None,
+            line=trace.line.to_plotly_json() if trace.mode == "lines" else None,
+            customdata=trace.customdata,
+            hovertemplate=trace.hovertemplate,
+            hoverinfo=trace.hoverinfo,
+            meta=trace.meta,
+            connectgaps=False,
+        )
+        for trace in source.data
+    ]
+    fig = go.Figure(data=traces)
+    lats = data.machines.get_column("Latitude")
+    mid = float(lats.mean()) if lats.len() else 0.0  # type: ignore[arg-type]
+    fig.update_layout(
+        height=height,
+        template="plotly_white",
+        margin={"l": 50, "r": 10, "t": 30, "b": 40},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+        xaxis={"title": "longitude", "zeroline": False},
+        # Equirectangular at the fleet's latitude: a degree of longitude is cos(lat) shorter.
+        yaxis={
+            "title": "latitude",
+            "zeroline": False,
+            "scaleanchor": "x",
+            "scaleratio": 1 / max(math.cos(math.radians(mid)), 0.05),
+        },
+    )
     return fig
 
 
@@ -432,6 +495,7 @@ class MachineMap:
         self.trail_points = trail_points
         self.fallback = fallback
         self._errors = ErrorBox()
+        self._map_style = map_style
         self._fig = go.FigureWidget(_base_figure(map_style, height))
         self._syncing = False
         self._fitted: frozenset[str] | None = None
@@ -598,7 +662,12 @@ class MachineMap:
 
     def figure(self) -> go.Figure:
         """The current view as a static ``go.Figure`` (nbviewer, GitHub, nbconvert, reports)."""
-        return go.Figure(self._fig.to_dict())
+        fig = _base_figure(self._map_style, int(self._fig.layout.height or 600))
+        _apply(fig, self._data, fit=False)
+        # Keep the view the user panned or zoomed to.
+        fig.layout.map.center = self._fig.layout.map.center
+        fig.layout.map.zoom = self._fig.layout.map.zoom
+        return fig
 
     def to_html(self, *, include_plotlyjs: bool | str = True, full_html: bool = True) -> str:
         """The current view as HTML; with the default, plotly.js is inlined (works offline)."""

@@ -275,7 +275,9 @@ class UtilisationView:
 
     def figures(self) -> dict[str, go.Figure]:
         """The current charts as static figures (nbviewer, GitHub, nbconvert, reports)."""
-        return {name: go.Figure(self._figs[name].to_dict()) for name in _CHARTS}
+        figs = _base_figures(self._height)
+        _apply(figs, self._data, base_height=self._height)
+        return figs
 
     def show_static(self) -> None:
         """Display the static figures instead of the widgets."""
