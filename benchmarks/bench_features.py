@@ -103,7 +103,9 @@ def synthesize(
     shift = (hour >= 6) & (hour < 17) & weekday
     works_today = rng.random((machines, days)) < 0.8
     day_of_min = minute // (24 * 60)
-    operating = shift[None, :] & works_today[:, day_of_min] & (rng.random((machines, minutes)) < 0.85)
+    operating = (
+        shift[None, :] & works_today[:, day_of_min] & (rng.random((machines, minutes)) < 0.85)
+    )
     idle = operating & (rng.random((machines, minutes)) < 0.25)
     op_cum = np.cumsum(operating, axis=1) / 60.0
     idle_cum = np.cumsum(idle, axis=1) / 60.0
@@ -150,7 +152,11 @@ def synthesize(
 
     bat_present, bat_t = field_time(0.3)
     on = operating[m, minute_of(bat_t)]
-    cols["BatteryPotential"] = (np.where(on, 27.8, 25.2) + rng.normal(0, 0.3, rows), bat_present, bat_t)
+    cols["BatteryPotential"] = (
+        np.where(on, 27.8, 25.2) + rng.normal(0, 0.3, rows),
+        bat_present,
+        bat_t,
+    )
     def_present, def_t = field_time(0.12)
     cols["AfterTreatmentDieselExhaustFluidTankLevel"] = (
         np.clip(90 - 4 * op_cum[m, minute_of(def_t)] % 80, 0, 100),
@@ -165,7 +171,11 @@ def synthesize(
     )
     amb_present, amb_t = field_time(0.25)
     day_phase = np.sin(((amb_t - START_MS) / 86_400_000.0 - 0.3) * 2 * np.pi)
-    cols["AmbientAirTemperature"] = (14 + 6 * day_phase + rng.normal(0, 1, rows), amb_present, amb_t)
+    cols["AmbientAirTemperature"] = (
+        14 + 6 * day_phase + rng.normal(0, 1, rows),
+        amb_present,
+        amb_t,
+    )
 
     # Positions: each machine sits on a site, some move to a second site mid-week; GPS jitter.
     loc_present, loc_t = field_time(0.5)
@@ -235,7 +245,12 @@ def synthesize(
     occ_m = rng.integers(0, machines, n_occ)
     raised = START_MS + rng.integers(0, minutes * MS_MIN, n_occ)
     cleared = raised + rng.integers(5 * MS_MIN, 36 * 60 * MS_MIN, n_occ)
-    codes = np.array([f"{spn}-{fmi}" for spn, fmi in zip(rng.integers(90, 5000, 40), rng.integers(0, 31, 40), strict=True)])
+    codes = np.array(
+        [
+            f"{spn}-{fmi}"
+            for spn, fmi in zip(rng.integers(90, 5000, 40), rng.integers(0, 31, 40), strict=True)
+        ]
+    )
     occ_code = codes[rng.integers(0, len(codes), n_occ)]
     sev = np.array(["30", "67", "90", "High", "Low"])[rng.integers(0, 5, n_occ)]
     reps = rng.integers(1, 4, n_occ)
@@ -247,7 +262,9 @@ def synthesize(
         {
             "partition": pl.Series((occ_m[idx] % 6).astype(np.int32)),
             "offset": pl.Series(np.arange(len(idx), dtype=np.int64)),
-            "kafka_timestamp": pl.Series(f_kafka).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
+            "kafka_timestamp": pl.Series(f_kafka)
+            .cast(pl.Datetime("ms"))
+            .dt.replace_time_zone("UTC"),
             "schema_id": pl.Series(np.full(len(idx), 100001, dtype=np.int32)),
             "MachineId": pl.Series(ids[occ_m[idx]]),
             "CodeIdentifier": pl.Series(occ_code[idx]),

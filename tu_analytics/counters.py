@@ -27,6 +27,7 @@ import polars as pl
 __all__ = [
     "DEFAULT_MAX_RATE",
     "DEFAULT_TOLERANCE",
+    "HOURS_PER_MS",
     "TIME",
     "allocate",
     "counter_deltas",
@@ -65,7 +66,10 @@ DEFAULT_TOLERANCE: Mapping[str, float] = {
 }
 
 _HOUR_TOLERANCE = 1.0 / 60.0
-_MS_PER_HOUR = 3_600_000.0
+#: Multiply, never divide, by constants: Polars turns ``column / constant`` into a multiply by
+#: the reciprocal for whole columns but divides for scalars, so the last bit of a feature could
+#: depend on how the engine chunked the frame. An explicit reciprocal gives one answer.
+HOURS_PER_MS = 1.0 / 3_600_000.0
 
 
 def duration_string(every: str | timedelta) -> str:
@@ -193,7 +197,7 @@ def counter_deltas(
     )
     same = pl.col(by) == pl.col(by).shift(1)
     raw = pl.col("end_value") - pl.col("start_value")
-    elapsed = (pl.col("end") - pl.col("start")).dt.total_milliseconds() / _MS_PER_HOUR
+    elapsed = (pl.col("end") - pl.col("start")).dt.total_milliseconds() * HOURS_PER_MS
     out = (
         readings.with_columns(
             pl.when(same).then(pl.col("_t").shift(1)).alias("start"),
@@ -352,7 +356,7 @@ def allocate(
             # engine-dependent order, so the last bit could change when unrelated rows are
             # added; features must be reproducible bit for bit.
             pl.col("_share").sort_by("end").implode().list.sum().alias(value),
-            (pl.col("_cov_ms").sum() / _MS_PER_HOUR).alias("covered_hours"),
+            (pl.col("_cov_ms").sum() * HOURS_PER_MS).alias("covered_hours"),
             (pl.col("reset") & pl.col("_is_last")).sum().cast(pl.UInt32).alias("resets"),
             (pl.col("gap") & pl.col("_is_last")).sum().cast(pl.UInt32).alias("gaps"),
         )

@@ -296,19 +296,19 @@ class LiveTail:
             version = self._version
             cached = self._cache
             if cached is not None and cached[0] == version:
-                return cached[1]
+                return cached[1].clone()  # a shallow copy: callers may mutate theirs in place
             chunks = list(self._chunks)
         # Concatenate outside the lock so the consumer thread is never held up by a reader.
         frame = _concat(chunks)
         with self._lock:
             if self._version == version:
                 self._cache = (version, frame)
-        return frame
+        return frame.clone()
 
     def latest(self) -> pl.DataFrame:
         """The latest row per machine (by measurement time, then receipt time)."""
         with self._lock:
-            return self._latest
+            return self._latest.clone()
 
     def __repr__(self) -> str:
         s = self.stats
@@ -409,15 +409,18 @@ class Pump:
         self._tail_error_shown = False
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task[None]:
-        """Create the pump task on ``loop``, the running loop, or the kernel's current loop."""
+        """Create the pump task on ``loop`` or on the running loop (in a notebook, the kernel's)."""
         if self._task is not None and not self._task.done():
             return self._task
         if loop is None:
             try:
+                # In a notebook even a synchronous cell runs inside the kernel's loop.
                 loop = asyncio.get_running_loop()
             except RuntimeError:
-                # A synchronous notebook cell: ipykernel's loop is the thread's event loop.
-                loop = asyncio.get_event_loop_policy().get_event_loop()
+                raise RuntimeError(
+                    "Pump.start() needs a running event loop: call it from a notebook cell or "
+                    "from async code, or pass loop="
+                ) from None
         self._task = loop.create_task(self._run(), name="tu-analytics-live-pump")
         return self._task
 

@@ -20,13 +20,12 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from tu_analytics.counters import TIME, allocate, counter_deltas, duration_string
+from tu_analytics.counters import HOURS_PER_MS, TIME, allocate, counter_deltas, duration_string
 
 __all__ = ["daily_hours", "fleet_utilisation", "hour_of_day", "machine_state"]
 
 OPERATING = "CumulativeOperatingHours"
 IDLE = "CumulativeIdleHours"
-_MS_PER_HOUR = 3_600_000.0
 
 #: Help-centre rule (utilisation_notes.md §4, H1): a counter that grew by at least 70 % of
 #: the wall-clock time between the last two readings means the machine is in that state.
@@ -89,9 +88,9 @@ def daily_hours(
     if shift_hours is not None and shift_hours <= 0:
         raise ValueError("shift_hours must be positive")
     both = _both(main, "1d", tz)
-    day_hours = (pl.col("bucket_end") - pl.col("bucket_start")).dt.total_milliseconds() / (
-        _MS_PER_HOUR
-    )
+    day_hours = (
+        pl.col("bucket_end") - pl.col("bucket_start")
+    ).dt.total_milliseconds() * HOURS_PER_MS
     denominator = day_hours if shift_hours is None else pl.lit(float(shift_hours))
     return (
         both.select(
@@ -137,7 +136,7 @@ def fleet_utilisation(
     ).explode("bucket_start")
     bucket_hours = (
         pl.col("bucket_start").dt.offset_by(step) - pl.col("bucket_start")
-    ).dt.total_milliseconds() / _MS_PER_HOUR
+    ).dt.total_milliseconds() * HOURS_PER_MS
     machines = pl.col("machines_reporting").fill_null(0)
     return (
         grid.join(covered, on="bucket_start", how="left")

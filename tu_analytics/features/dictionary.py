@@ -224,8 +224,10 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         "record_count",
         "count",
-        "Records of the machine received (kafka_timestamp) during the bucket.",
-        ("kafka_timestamp",),
+        "Records of the machine received (kafka_timestamp) during the bucket; a record whose "
+        "fields were all measured later (clock ahead) counts in the bucket of its earliest "
+        "measurement; records without any measured field are not counted.",
+        ("kafka_timestamp", "*_datetime"),
     ),
     Entry(
         "max_gap_minutes",

@@ -35,17 +35,17 @@ from pathlib import Path
 
 import polars as pl
 
-from tu_analytics.counters import TIME, allocate, counter_deltas, duration_string
+from tu_analytics.counters import HOURS_PER_MS, TIME, allocate, counter_deltas, duration_string
 from tu_analytics.features.dictionary import DICTIONARY_SCHEMA, feature_dictionary
 
-__all__ = ["FeatureTable", "feature_table", "geohash_code"]
+__all__ = ["FeatureTable", "feature_table", "geohash_code", "geohash_string"]
 
 KEYS = ("MachineId", "bucket_start")
 _M = "MachineId"
 _B = "bucket_start"
 _EARTH_RADIUS_M = 6_371_008.8
-_MS_PER_HOUR = 3_600_000.0
-_MS_PER_MINUTE = 60_000.0
+#: Reciprocals, not divisors: see ``tu_analytics.counters.HOURS_PER_MS``.
+_MINUTES_PER_MS = 1.0 / 60_000.0
 #: GPS steps implying more than this are position glitches, not travel.
 MAX_GPS_SPEED_KMH = 150.0
 _GEOHASH_ALPHABET = "0123456789bcdefghjkmnpqrstuvwxyz"
@@ -130,8 +130,8 @@ def geohash_code(lat: pl.Expr, lon: pl.Expr, precision: int = 6) -> pl.Expr:
     total = 5 * precision
     lon_bits = (total + 1) // 2
     lat_bits = total // 2
-    lon_idx = ((lon + 180.0) / 360.0 * 2**lon_bits).floor().clip(0, 2**lon_bits - 1)
-    lat_idx = ((lat + 90.0) / 180.0 * 2**lat_bits).floor().clip(0, 2**lat_bits - 1)
+    lon_idx = ((lon + 180.0) * (2**lon_bits / 360.0)).floor().clip(0, 2**lon_bits - 1)
+    lat_idx = ((lat + 90.0) * (2**lat_bits / 180.0)).floor().clip(0, 2**lat_bits - 1)
     lon_i = lon_idx.cast(pl.Int64)
     lat_i = lat_idx.cast(pl.Int64)
     code = pl.lit(0, dtype=pl.Int64)
@@ -235,6 +235,7 @@ def _readings(
             *[e.alias(n) for n, e in values.items()],
         )
         .drop_nulls([_M, "_t", *values])
+        .filter(pl.all_horizontal([pl.col(n).is_finite() for n in values]))
         .sort(_M, "_t", "_k")
         .filter(_run_start(_M, "_t"))
         .with_columns(
@@ -324,9 +325,9 @@ def _position_block(
     step_m = _haversine_m(
         pl.col("_lat").shift(1), pl.col("_lon").shift(1), pl.col("_lat"), pl.col("_lon")
     )
-    hours = (pl.col("_t") - pl.col("_t").shift(1)).dt.total_milliseconds() / _MS_PER_HOUR
+    hours = (pl.col("_t") - pl.col("_t").shift(1)).dt.total_milliseconds() * HOURS_PER_MS
     gps = (
-        on_time.with_columns(pl.when(same).then(step_m / 1000.0).alias("_km"), hours.alias("_h"))
+        on_time.with_columns(pl.when(same).then(step_m * 0.001).alias("_km"), hours.alias("_h"))
         .filter(pl.col("_km").is_not_null() & (pl.col("_km") <= MAX_GPS_SPEED_KMH * pl.col("_h")))
         .group_by(_M, pl.col("_b").alias(_B))
         .agg(_ordered("_km").list.sum().alias("_gps_km"))
@@ -342,17 +343,27 @@ def _position_block(
 
 def _record_block(lf: pl.LazyFrame, clock: _Clock, time_cols: list[str]) -> list[pl.LazyFrame]:
     k = pl.col("kafka_timestamp")
-    records = lf.select(
-        _M,
-        k.alias("_k"),
-        pl.max_horizontal([pl.col(c) for c in time_cols]).alias("_t")
-        if time_cols
-        else pl.lit(None, dtype=TIME).alias("_t"),
+    # A record counts in the bucket it was received in, or, if every field in it was measured
+    # later (device clock ahead), in the bucket of its earliest measurement; a record without
+    # any measured field carries no data and is not counted.
+    earliest = (
+        pl.min_horizontal([pl.col(c) for c in time_cols]) if time_cols else pl.lit(None, dtype=TIME)
     )
-    count = records.group_by(_M, clock.bucket(pl.col("_k")).alias(_B)).agg(
-        pl.len().cast(pl.UInt32).alias("record_count")
+    count = (
+        lf.select(_M, k, earliest.alias("_t0"))
+        .drop_nulls("_t0")
+        .group_by(_M, pl.max_horizontal(clock.bucket(k), clock.bucket(pl.col("_t0"))).alias(_B))
+        .agg(pl.len().cast(pl.UInt32).alias("record_count"))
     )
-    measured = records.drop_nulls("_t")
+    # Every measurement of every field, not one time per record: a record mixes fields
+    # measured at different times, and a per-record max would let a field measured after a
+    # bucket hide (or reveal) the record's earlier measurements from that bucket.
+    schema = lf.collect_schema()
+    empty = pl.LazyFrame(schema={_M: schema[_M], "_t": TIME, "_k": TIME})
+    measured = pl.concat(
+        [empty]
+        + [lf.select(_M, pl.col(c).alias("_t"), k.alias("_k")).drop_nulls("_t") for c in time_cols]
+    )
     newest = measured.group_by(_M, clock.available(pl.col("_t"), pl.col("_k")).alias(_B)).agg(
         pl.col("_t").max().alias("_seen_t")
     )
@@ -360,11 +371,12 @@ def _record_block(lf: pl.LazyFrame, clock: _Clock, time_cols: list[str]) -> list
     gaps = (
         measured.filter(clock.on_time(pl.col("_t"), pl.col("_k")))
         .select(_M, "_t")
+        # Fields of one record often share a timestamp: a hash dedup shrinks the sort.
+        .unique()
         .sort(_M, "_t")
-        .filter(_run_start(_M, "_t"))
         .with_columns(
             pl.when(same)
-            .then((pl.col("_t") - pl.col("_t").shift(1)).dt.total_milliseconds() / _MS_PER_MINUTE)
+            .then((pl.col("_t") - pl.col("_t").shift(1)).dt.total_milliseconds() * _MINUTES_PER_MS)
             .alias("_gap")
         )
         .drop_nulls("_gap")
@@ -456,6 +468,34 @@ def _columns_needed(schema: pl.Schema) -> dict[str, pl.DataType]:
     return cols
 
 
+def _prepass(
+    lf: pl.LazyFrame, faults: pl.LazyFrame | None, time_cols: list[str]
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None, list[str]]:
+    """One cheap eager pass that makes the main plan faster (skipped for ``lazy=True`` on a
+    LazyFrame, so that building the plan computes nothing).
+
+    * Most of the ~140 insight columns are empty in a window: dropping them from the record
+      time (a max over all ``*_datetime`` columns) makes it several times cheaper.
+    * Sorting on an Enum (integer codes) instead of 36-character UUID strings roughly halves
+      the cost of the dozen per-machine sorts. Categories are sorted, so order is unchanged.
+    """
+    summary = lf.select(
+        pl.col(_M).drop_nulls().unique().implode().alias("_ids"),
+        *[pl.col(c).is_not_null().any().alias(c) for c in time_cols],
+    ).collect()
+    filled = [c for c in time_cols if summary.get_column(c).item()]
+    ids = summary.get_column("_ids").explode().cast(pl.String)
+    fault_has_ids = faults is not None and _M in faults.collect_schema().names()
+    if faults is not None and fault_has_ids:
+        more = faults.select(pl.col(_M).cast(pl.String).drop_nulls().unique()).collect()
+        ids = pl.concat([ids, more.to_series()])
+    machine = pl.Enum(ids.drop_nulls().unique().sort())
+    lf = lf.with_columns(pl.col(_M).cast(pl.String).cast(machine))
+    if faults is not None and fault_has_ids:
+        faults = faults.with_columns(pl.col(_M).cast(pl.String).cast(machine))
+    return lf, faults, filled
+
+
 def feature_table(
     main: pl.DataFrame | pl.LazyFrame,
     *,
@@ -484,22 +524,8 @@ def feature_table(
     lf = _ensure(raw, needed).drop_nulls([_M, "kafka_timestamp"])
     time_cols = [c for c in needed if c.endswith("_datetime")]
     faults = None if fault_codes is None else fault_codes.lazy()
-    if isinstance(main, pl.DataFrame):
-        # Most of the ~140 insight columns are empty in a window; null counts are free on an
-        # eager frame and skipping empty columns makes the record time 5x cheaper.
-        time_cols = [
-            c for c in time_cols if c in main.columns and main[c].null_count() < main.height
-        ]
-        # Sorting on an Enum (integer codes) instead of 36-character UUID strings halves the
-        # cost of the dozen per-machine sorts; the category list needs one cheap eager pass.
-        ids = main.get_column(_M).drop_nulls().unique() if _M in main.columns else pl.Series()
-        if faults is not None and _M in faults.collect_schema().names():
-            more = faults.select(pl.col(_M).drop_nulls().unique()).collect().to_series()
-            ids = pl.concat([ids.cast(pl.String), more.cast(pl.String)]).unique()
-        machine_enum = pl.Enum(ids.cast(pl.String).sort())
-        lf = lf.with_columns(pl.col(_M).cast(pl.String).cast(machine_enum))
-        if faults is not None and _M in faults.collect_schema().names():
-            faults = faults.with_columns(pl.col(_M).cast(pl.String).cast(machine_enum))
+    if isinstance(main, pl.DataFrame) or not lazy:
+        lf, faults, time_cols = _prepass(lf, faults, time_cols)
 
     blocks: list[pl.LazyFrame] = []
     blocks += _counter_block(lf, clock)
@@ -544,7 +570,7 @@ def _finish(frame: pl.LazyFrame, clock: _Clock, *, faults: bool) -> pl.LazyFrame
     end = pl.col(_B).dt.offset_by(clock.step)
     frame = frame.with_columns(
         end.alias("bucket_end"),
-        ((end - pl.col(_B)).dt.total_milliseconds() / _MS_PER_HOUR).alias("bucket_hours"),
+        ((end - pl.col(_B)).dt.total_milliseconds() * HOURS_PER_MS).alias("bucket_hours"),
     )
     over = pl.col(_M)
     # As-of position: running arg-max of measurement time over buckets, then carry forward.
@@ -557,9 +583,9 @@ def _finish(frame: pl.LazyFrame, clock: _Clock, *, faults: bool) -> pl.LazyFrame
     ).with_columns(
         pl.col("_lat_new").forward_fill().over(over).alias("latitude"),
         pl.col("_lon_new").forward_fill().over(over).alias("longitude"),
-        ((pl.col("bucket_end") - pl.col("_newest")).dt.total_milliseconds() / _MS_PER_MINUTE).alias(
-            "staleness_minutes"
-        ),
+        (
+            (pl.col("bucket_end") - pl.col("_newest")).dt.total_milliseconds() * _MINUTES_PER_MS
+        ).alias("staleness_minutes"),
     )
     hours = pl.col("bucket_hours")
     op = pl.col("operating_hours")
@@ -582,6 +608,7 @@ def _finish(frame: pl.LazyFrame, clock: _Clock, *, faults: bool) -> pl.LazyFrame
         .then(pl.lit("gps"))
         .alias("distance_source"),
         pl.col("position_count").fill_null(0),
+        pl.col("geohash6_cells").fill_null(0),
         pl.col("record_count").fill_null(0),
     )
     if faults:

@@ -243,6 +243,63 @@ class _Compiler:
             raise TypeError(f"{v!r} matches no branch of union {branches!r}")
         return enc_union
 
+    def _dense(self, names: list[str], types: list[Any], encs: list[Enc], rec_name: str) -> Enc:
+        """Encoder for a small record of ``["null", T]`` fields: one pass over the schema.
+
+        Primitive branches are encoded inline (no call per field); that is what makes RAW
+        rows and the Location/Address sub-records cheap.
+        """
+        strings = self.strings
+        spec: list[tuple[str, int, Enc]] = []
+        for name, t, e in zip(names, types, encs, strict=True):
+            prim = t if isinstance(t, str) else t.get("type") if isinstance(t, Mapping) else None
+            logical = t.get("logicalType") if isinstance(t, Mapping) else None
+            code = _INLINE.get(prim, 0) if isinstance(prim, str) else 0
+            if code == _I_LONG and logical is not None:
+                code = _I_TS
+            spec.append((name, code, e))
+        known = frozenset(names)
+        last: list[Any] = [None, b""]  # timestamps repeat within a message
+
+        def enc_dense(d: Any, out: bytearray) -> None:
+            found = 0
+            for name, code, e in spec:
+                v = d.get(name)
+                if v is None:
+                    out.append(0)
+                    continue
+                found += 1
+                if code == _I_DOUBLE:
+                    out += _pack_union_double(2, v)
+                elif code == _I_BOOL:
+                    out += b"\x02\x01" if v else b"\x02\x00"
+                elif code == _I_STRING:
+                    b = strings.get(v)
+                    if b is None:
+                        raw = v.encode()
+                        b = encode_long(len(raw)) + raw
+                        if len(strings) < _MAX_CACHED_STRINGS:
+                            strings[v] = b
+                    out.append(2)
+                    out += b
+                elif code == _I_TS:
+                    out.append(2)
+                    if v != last[0]:
+                        last[0] = v
+                        last[1] = encode_long(v if type(v) is int else _ms(v))
+                    out += last[1]
+                elif code == _I_LONG:
+                    out.append(2)
+                    out += encode_long(v)
+                else:
+                    out.append(2)
+                    e(v, out)
+            if found != len(d):
+                unknown = set(d) - known
+                if unknown:
+                    raise KeyError(f"fields not in record {rec_name}: {sorted(unknown)}")
+        return enc_dense
+
     def _record(self, schema: Mapping[str, Any], namespace: str | None) -> Enc:
         fields = schema["fields"]
         n = len(fields)
@@ -259,9 +316,14 @@ class _Compiler:
             for f in fields
         )
         if sparse:
-            # The sparse path writes the union index itself, so only the non-null branch is
-            # compiled.
+            # The sparse paths write the union index themselves, so only the non-null branch
+            # is compiled.
             encs = [self.compile(f["type"][1], ns) for f in fields]
+            if n <= _DENSE_MAX_FIELDS:
+                dense = self._dense(names, [self.resolve(f["type"][1], ns) for f in fields],
+                                    encs, schema["name"])
+                slot.append(dense)
+                return dense
             zeros = [b"\x00" * k for k in range(n + 1)]
 
             def enc_sparse(d: Any, out: bytearray) -> None:
@@ -303,6 +365,14 @@ class _Compiler:
         slot.append(enc_record)
         return enc_record
 
+
+_DENSE_MAX_FIELDS: Final = 64  # above this, walk the dict's keys instead of the schema
+_I_OTHER, _I_DOUBLE, _I_BOOL, _I_LONG, _I_STRING, _I_TS = range(6)
+_INLINE: Final[Mapping[str, int]] = {
+    "double": _I_DOUBLE, "boolean": _I_BOOL, "long": _I_LONG, "int": _I_LONG,
+    "string": _I_STRING,
+}
+_pack_union_double: Final = struct.Struct("<Bd").pack
 
 _PRIMITIVES: Final = frozenset(
     {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}

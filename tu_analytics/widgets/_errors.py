@@ -31,7 +31,7 @@ class ErrorBox:
 
     def __init__(self, *, keep: int = 3, frames: int = 8) -> None:
         self._frames = frames
-        self._entries: deque[tuple[str, str]] = deque(maxlen=keep)
+        self._entries: deque[tuple[str, str, int]] = deque(maxlen=keep)
         self.count = 0
         """Errors shown since creation (or the last :meth:`clear`)."""
         self.widget = ipywidgets.HTML(value="", layout=ipywidgets.Layout(display="none"))
@@ -39,7 +39,7 @@ class ErrorBox:
     @property
     def messages(self) -> list[str]:
         """One-line summaries of the errors on display, newest first."""
-        return [summary for summary, _ in self._entries]
+        return [summary for summary, _, _ in self._entries]
 
     def show(self, error: BaseException, *, context: str = "") -> None:
         """Add ``error`` to the box (and, at debug level, to this module's logger)."""
@@ -49,7 +49,11 @@ class ErrorBox:
         tb = "".join(
             traceback.format_exception(type(error), error, error.__traceback__, limit=-self._frames)
         )
-        self._entries.appendleft((summary, tb))
+        if self._entries and self._entries[0][0] == summary:
+            # The same failure on every live tick: count it rather than flood the box.
+            self._entries[0] = (summary, tb, self._entries[0][2] + 1)
+        else:
+            self._entries.appendleft((summary, tb, 1))
         self.count += 1
         self._render()
 
@@ -79,9 +83,10 @@ class ErrorBox:
             '<div style="border-left:4px solid #d62728;background:#fff4f4;'
             'padding:4px 8px;margin:4px 0;font-size:12px">'
         ]
-        for summary, tb in self._entries:
+        for summary, tb, repeats in self._entries:
+            times = f" (×{repeats})" if repeats > 1 else ""
             parts.append(
-                f'<div style="color:#a00;font-weight:600">{html.escape(summary)}</div>'
+                f'<div style="color:#a00;font-weight:600">{html.escape(summary)}{times}</div>'
                 f"<details><summary>traceback</summary>"
                 f'<pre style="white-space:pre-wrap;font-size:11px">{html.escape(tb)}</pre>'
                 f"</details>"

@@ -638,9 +638,9 @@ class MachineMap:
 
     def _sync_choices(self, choices: dict[str, list[str]], options: MapOptions) -> None:
         with self._hold():
-            self._color_by.options = self._color_options(
-                choices.get("insights", []), options.color_by
-            )
+            colours = self._color_options(choices.get("insights", []), options.color_by)
+            if list(self._color_by.options) != colours:
+                self._color_by.options = colours
             self._color_by.value = options.color_by
             for control, key, selected in (
                 (self._sites, "sites", options.sites),
@@ -670,7 +670,12 @@ class MachineMap:
         return fig
 
     def to_html(self, *, include_plotlyjs: bool | str = True, full_html: bool = True) -> str:
-        """The current view as HTML; with the default, plotly.js is inlined (works offline)."""
+        """The current view as HTML; with the default, plotly.js is inlined (works offline).
+
+        Served over HTTP it shows the map; opened from disk, Chromium and Safari leave MapLibre
+        maps blank (see :func:`positions_figure`). :func:`tu_analytics.report.write_report`
+        falls back to the positions chart there.
+        """
         html: str = self.figure().to_html(include_plotlyjs=include_plotlyjs, full_html=full_html)
         return html
 

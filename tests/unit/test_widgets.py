@@ -1,0 +1,531 @@
+"""The machine map, the utilisation view and their shared plumbing, on constructed frames."""
+
+from __future__ import annotations
+
+import ast
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import ipywidgets
+import numpy as np
+import plotly.graph_objects as go
+import polars as pl
+import pytest
+
+import tu_analytics.widgets as widgets
+from tu_analytics import utilisation
+from tu_analytics.widgets import MachineMap, UtilisationView, map_figure, positions_figure
+from tu_analytics.widgets._data import fit_view, last_values, machine_labels, valid_positions
+from tu_analytics.widgets._errors import ErrorBox
+from tu_analytics.widgets.map import STATES, MapOptions, prepare_map
+
+T0 = datetime(2024, 5, 6, 6, 0, tzinfo=UTC)
+TIME = pl.Datetime("ms", "UTC")
+CITY = {"Aarhus": (56.15, 10.2), "Odense": (55.4, 10.38), "Vejle": (55.7, 9.53)}
+# id: EquipmentID, OEM, Model, City, activity, positions
+MACHINES: dict[str, tuple[str, str, str, str, str, str]] = {
+    "M1": ("EX-01", "CAT", "320", "Aarhus", "operating", "moving"),
+    "M2": ("WL-02", "Volvo", "L60H", "Odense", "idle", "fixed"),
+    "M3": ("GEN-3", "Atlas Copco", "QAS 60", "Aarhus", "operating", "zero"),
+    "M4": ("LT-4", "JLG", "450AJ", "Vejle", "operating", "null"),
+    "M5": ("EX-05", "CAT", "320", "Aarhus", "off", "fixed"),
+}
+SCHEMA: dict[str, Any] = {
+    "partition": pl.Int32,
+    "offset": pl.Int64,
+    "kafka_timestamp": TIME,
+    "schema_id": pl.Int32,
+    "MachineId": pl.String,
+    "EquipmentID": pl.String,
+    "OEMName": pl.String,
+    "Model": pl.String,
+    "City": pl.String,
+    "Latitude": pl.Float64,
+    "Longitude": pl.Float64,
+    "Location_datetime": TIME,
+    "CumulativeOperatingHours": pl.Float64,
+    "CumulativeOperatingHours_datetime": TIME,
+    "CumulativeIdleHours": pl.Float64,
+    "CumulativeIdleHours_datetime": TIME,
+    "FuelLevel": pl.Float64,
+    "FuelLevel_datetime": TIME,
+}
+
+
+def make_main(steps: int = 18, every_min: int = 10, start: datetime = T0) -> pl.DataFrame:
+    """Five machines reporting every ``every_min`` minutes.
+
+    M1 operates and moves, then sends an altitude-only (0, 0) fix last; M2 idles; M3 only ever
+    has (0, 0); M4 has no position; M5 is off. M5 never reports FuelLevel.
+    """
+    rows: list[dict[str, Any]] = []
+    offset = 0
+    for mid, (eq, oem, model, city, mode, pos) in MACHINES.items():
+        lat0, lon0 = CITY[city]
+        operating, idle = 1000.0, 200.0
+        for i in range(steps):
+            t = start + timedelta(minutes=every_min * i)
+            if mode in ("operating", "idle"):
+                operating += every_min / 60
+            if mode == "idle":
+                idle += every_min / 60
+            lat: float | None
+            lon: float | None
+            if pos == "moving":
+                lat, lon = (0.0, 0.0) if i == steps - 1 else (lat0 + 0.001 * i, lon0 + 0.002 * i)
+            elif pos == "fixed":
+                lat, lon = lat0, lon0
+            elif pos == "zero":
+                lat, lon = 0.0, 0.0
+            else:
+                lat, lon = None, None
+            rows.append(
+                {
+                    "partition": 0,
+                    "offset": offset,
+                    "kafka_timestamp": t + timedelta(seconds=5),
+                    "schema_id": 1,
+                    "MachineId": mid,
+                    "EquipmentID": eq,
+                    "OEMName": oem,
+                    "Model": model,
+                    "City": city,
+                    "Latitude": lat,
+                    "Longitude": lon,
+                    "Location_datetime": t,
+                    "CumulativeOperatingHours": operating,
+                    "CumulativeOperatingHours_datetime": t,
+                    "CumulativeIdleHours": idle,
+                    "CumulativeIdleHours_datetime": t,
+                    "FuelLevel": None if mid == "M5" else 80.0 - i,
+                    "FuelLevel_datetime": None if mid == "M5" else t,
+                }
+            )
+            offset += 1
+    return pl.DataFrame(rows, schema=SCHEMA).sort("kafka_timestamp")
+
+
+@pytest.fixture(scope="module")
+def main() -> pl.DataFrame:
+    return make_main()
+
+
+def markers(fig: Any) -> dict[str, tuple[float, float, str]]:
+    """MachineId -> (lat, lon, trace name) over every visible marker trace of a map figure."""
+    out: dict[str, tuple[float, float, str]] = {}
+    for trace in fig.data:
+        if trace.mode != "markers" or trace.visible is False or trace.lat is None:
+            continue
+        custom = np.asarray(trace.customdata) if trace.customdata is not None else []
+        for lat, lon, row in zip(trace.lat, trace.lon, custom, strict=True):
+            assert row[3] not in out
+            out[str(row[3])] = (float(lat), float(lon), trace.name)
+    return out
+
+
+# -- frame helpers --------------------------------------------------------------------------------
+
+
+def test_valid_positions_excludes_null_island_and_nulls(main: pl.DataFrame) -> None:
+    valid = valid_positions(main)
+    assert set(valid.get_column("MachineId")) == {"M1", "M2", "M5"}
+    assert valid.filter((pl.col("Latitude") == 0) & (pl.col("Longitude") == 0)).height == 0
+    odd = pl.DataFrame(
+        {
+            "MachineId": ["a", "b", "c", "d", "e"],
+            "Latitude": [float("nan"), 91.0, 0.0, 0.0, 1.0],
+            "Longitude": [1.0, 1.0, 0.0, 5.0, 0.0],
+        }
+    )
+    assert valid_positions(odd).get_column("MachineId").to_list() == ["d", "e"]
+    assert valid_positions(pl.DataFrame({"MachineId": ["a"]})).height == 0
+
+
+def test_last_values_use_each_columns_own_clock() -> None:
+    frame = pl.DataFrame(
+        {
+            "MachineId": ["A", "A", "A"],
+            "kafka_timestamp": pl.Series([T0, T0 + timedelta(hours=2), T0], dtype=TIME),
+            "FuelLevel": [50.0, 40.0, None],
+            "FuelLevel_datetime": pl.Series(
+                [T0 + timedelta(hours=3), T0 + timedelta(hours=1), None], dtype=TIME
+            ),
+        }
+    )
+    got = last_values(frame, ["FuelLevel", "Missing"])
+    assert got.rows() == [("A", 50.0, None)]  # measured last, although received first
+
+
+def test_machine_labels_are_unique() -> None:
+    frame = pl.DataFrame({"MachineId": ["a", "b", "c", "d"], "EquipmentID": ["X", "X", None, "Y"]})
+    labels = dict(machine_labels(frame).iter_rows())
+    assert labels == {"a": "X (a)", "b": "X (b)", "c": "c", "d": "Y"}
+
+
+def test_fit_view_contains_the_points() -> None:
+    centre, zoom = fit_view([55.4, 56.2], [10.2, 10.4])
+    assert centre == pytest.approx({"lat": 55.8, "lon": 10.3})
+    assert 5 < zoom < 10
+    _, single = fit_view([56.0], [10.0])
+    assert single == 14.0
+    assert fit_view([], []) == ({"lat": 20.0, "lon": 0.0}, 1.0)
+
+
+# -- the map ---------------------------------------------------------------------------------
+
+
+def test_map_draws_exactly_the_machines_with_valid_positions(main: pl.DataFrame) -> None:
+    m = MachineMap(main)
+    got = markers(m.figure_widget)
+    assert set(got) == {"M1", "M2", "M5"}
+    # M1's last record is an altitude-only (0, 0) fix: its previous real position is shown.
+    assert got["M1"][:2] == pytest.approx((56.15 + 0.001 * 16, 10.2 + 0.002 * 16))
+    assert got["M2"][:2] == pytest.approx(CITY["Odense"])
+    assert all(lat != 0 or lon != 0 for lat, lon, _ in got.values())
+    assert m.data.without_position == 2
+    assert "2 without a position" in m._status.value
+
+
+def test_map_colours_by_state(main: pl.DataFrame) -> None:
+    m = MachineMap(main)
+    got = markers(m.figure_widget)
+    assert {k: v[2] for k, v in got.items()} == {"M1": "operating", "M2": "idle", "M5": "off"}
+    expected = utilisation.machine_state(main).filter(pl.col("MachineId").is_in(["M1", "M2", "M5"]))
+    assert dict(expected.select("MachineId", "state").iter_rows()) == {
+        k: v[2] for k, v in got.items()
+    }
+    # Hover carries identity and last values.
+    trace = next(t for t in m.figure_widget.data if t.name == "operating")
+    row = list(trace.customdata[0])
+    assert row[:5] == ["EX-01", "CAT", "320", "M1", "operating"]
+    assert row[5] == "1003.0 h"  # CumulativeOperatingHours, last reading (18 × 10 min)
+    assert row[6] == "63 %"
+    assert row[7].startswith("2024-05-06 08:50:00")
+
+
+def test_map_states_go_stale(main: pl.DataFrame) -> None:
+    m = MachineMap(main, now=T0 + timedelta(days=2))
+    assert {v[2] for v in markers(m.figure_widget).values()} == {"no recent data"}
+
+
+def test_map_colours_by_an_insight(main: pl.DataFrame) -> None:
+    m = MachineMap(main, color_by="FuelLevel")
+    fig = m.figure_widget
+    value = next(t for t in fig.data if t.name == "value")
+    no_value = fig.data[-1]
+    assert value.visible is True
+    assert all(t.visible is False for t in fig.data if t.name in STATES)
+    ids = [row[3] for row in value.customdata]
+    assert sorted(ids) == ["M1", "M2"]
+    assert list(value.marker.color) == [63.0, 63.0]
+    assert value.marker.colorbar.title.text == "FuelLevel"
+    assert [row[3] for row in no_value.customdata] == ["M5"]  # never reported FuelLevel
+    assert no_value.name == "no FuelLevel"
+    assert "FuelLevel" in m._color_by.options
+
+
+def test_map_filters(main: pl.DataFrame) -> None:
+    m = MachineMap(main)
+    m.set_options(oems=("CAT",))
+    assert set(markers(m.figure_widget)) == {"M1", "M5"}
+    m.set_options(oems=(), sites=("Odense",))
+    assert set(markers(m.figure_widget)) == {"M2"}
+    m.set_options(sites=(), models=("320",))
+    assert set(markers(m.figure_widget)) == {"M1", "M5"}
+    assert m._sites.description == "City"
+    assert list(m._oems.options) == ["Atlas Copco", "CAT", "JLG", "Volvo"]
+
+
+def test_map_controls_drive_the_figure_like_a_user(main: pl.DataFrame) -> None:
+    m = MachineMap(main)
+    m._oems.value = ("Volvo",)  # what a click in the frontend does
+    assert set(markers(m.figure_widget)) == {"M2"}
+    m._color_by.value = "CumulativeOperatingHours"
+    value = next(t for t in m.figure_widget.data if t.name == "value")
+    assert [row[3] for row in value.customdata] == ["M2"]
+    m._oems.value = ()
+    m._color_by.value = "state"
+    assert set(markers(m.figure_widget)) == {"M1", "M2", "M5"}
+
+
+def test_site_column_is_preferred_over_city(main: pl.DataFrame) -> None:
+    with_site = main.with_columns(
+        pl.when(pl.col("MachineId") == "M1")
+        .then(pl.lit("North"))
+        .otherwise(pl.lit("South"))
+        .alias("Site")
+    )
+    m = MachineMap(with_site)
+    assert m._sites.description == "Site"
+    m.set_options(sites=("North",))
+    assert set(markers(m.figure_widget)) == {"M1"}
+
+
+def test_map_update_mutates_the_same_figure_widget(main: pl.DataFrame) -> None:
+    m = MachineMap(main.filter(pl.col("MachineId") == "M2"))
+    fig = m.figure_widget
+    n_traces = len(fig.data)
+    assert set(markers(fig)) == {"M2"}
+    m.update(main)
+    assert m.figure_widget is fig
+    assert m.widget.children[2] is fig
+    assert len(fig.data) == n_traces
+    assert set(markers(fig)) == {"M1", "M2", "M5"}
+
+
+def test_map_refits_only_when_the_machines_change(main: pl.DataFrame) -> None:
+    m = MachineMap(main.filter(pl.col("MachineId") == "M2"))
+    fig = m.figure_widget
+    assert fig.layout.map.center.lat == pytest.approx(55.4)
+    fig.layout.map.zoom = 3.0  # the user zoomed out
+    m.update(main.filter(pl.col("MachineId") == "M2").with_columns(pl.lit(55.41).alias("Latitude")))
+    assert fig.layout.map.zoom == 3.0  # same machines: the view is left alone
+    m.update(main)
+    assert fig.layout.map.zoom != 3.0
+    assert 55.4 < fig.layout.map.center.lat < 56.2
+
+
+def test_map_trails(main: pl.DataFrame) -> None:
+    m = MachineMap(main, trails=True, trail_points=5)
+    trail = m.figure_widget.data[0]
+    assert trail.visible is True
+    lats = list(trail.lat)
+    # Only M1 moves; parked machines add no line. Five points, then the gap marker.
+    assert lats[-1] is None
+    assert len(lats) == 6
+    assert lats[:-1] == pytest.approx([56.15 + 0.001 * i for i in range(12, 17)])
+    m._trails.value = False
+    assert m.figure_widget.data[0].visible is False
+
+
+def test_map_handles_empty_and_minimal_frames() -> None:
+    m = MachineMap()
+    assert markers(m.figure_widget) == {}
+    m.update(pl.DataFrame())
+    assert m.machines.height == 0
+    minimal = pl.DataFrame(
+        {"MachineId": ["a", "b"], "Latitude": [55.0, 0.0], "Longitude": [9.0, 0.0]}
+    )
+    m.update(minimal)
+    assert set(markers(m.figure_widget)) == {"a"}
+    assert m.errors.count == 0
+
+
+def test_prepare_map_is_pure(main: pl.DataFrame) -> None:
+    data = prepare_map(main, MapOptions(oems=("CAT",)))
+    assert sorted(data.machines.get_column("MachineId")) == ["M1", "M5"]
+    assert data.choices["oems"] == ["Atlas Copco", "CAT", "JLG", "Volvo"]
+    assert "FuelLevel" in data.choices["insights"]
+    assert "Latitude" not in data.choices["insights"]
+
+
+def test_render_recomputes_when_controls_changed_meanwhile(main: pl.DataFrame) -> None:
+    m = MachineMap()
+    prepared = m.prepare(main)  # e.g. in the pump's worker thread
+    m.set_options(oems=("Volvo",))  # the user clicks before the tick renders
+    m.render(prepared)
+    assert set(markers(m.figure_widget)) == {"M2"}
+    with pytest.raises(TypeError):
+        m.render("nonsense")
+
+
+def test_static_figures_match_the_widget(main: pl.DataFrame) -> None:
+    m = MachineMap(main, color_by="FuelLevel")
+    static = m.figure()
+    assert type(static) is go.Figure
+    assert markers(static) == markers(m.figure_widget)
+    assert static.layout.map.style == "white-bg"
+    assert static.layout.map.center == m.figure_widget.layout.map.center
+    standalone = map_figure(main, color_by="FuelLevel")
+    assert markers(standalone) == markers(static)
+    flat = positions_figure(prepare_map(main))
+    xy = {
+        row[3]: (y, x)
+        for t in flat.data
+        if t.mode == "markers" and t.visible is not False
+        for x, y, row in zip(t.x, t.y, t.customdata, strict=True)
+    }
+    assert xy == {k: v[:2] for k, v in markers(map_figure(main)).items()}
+
+
+def test_map_style_is_configurable(main: pl.DataFrame) -> None:
+    m = MachineMap(main, map_style="carto-positron")
+    assert m.figure_widget.layout.map.style == "carto-positron"
+    assert m.figure().layout.map.style == "carto-positron"
+
+
+def test_mimebundle_has_the_widget_and_static_fallbacks(main: pl.DataFrame) -> None:
+    m = MachineMap(main)
+    bundle = m._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == m.widget.model_id
+    assert bundle["application/vnd.plotly.v1+json"]["data"][1]["type"] == "scattermap"
+    assert "Plotly.newPlot" in bundle["text/html"]
+    json.dumps(bundle)  # the kernel must be able to send it
+    # The figure widget re-sent its full state (plotly.py #4998 guard).
+    assert len(m.figure_widget._widget_data) == len(m.figure_widget.data)
+    no_fallback = MachineMap(main, fallback=False)._repr_mimebundle_()
+    assert set(no_fallback) == {"text/plain", "application/vnd.jupyter.widget-view+json"}
+
+
+def test_control_callback_errors_show_under_the_map(
+    main: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = MachineMap(main)
+
+    def broken(frame: pl.DataFrame) -> None:
+        raise RuntimeError("cannot prepare <this>")
+
+    monkeypatch.setattr(m, "prepare", broken)
+    m._oems.value = ("CAT",)  # must not raise into the kernel
+    assert m.errors.count == 1
+    assert m.errors.messages == ["RuntimeError in map controls: cannot prepare <this>"]
+    box = m.widget.children[-1]
+    assert box is m.errors.widget
+    assert box.layout.display == ""
+    assert "cannot prepare &lt;this&gt;" in box.value  # escaped
+
+
+def test_pump_errors_show_under_the_map(main: pl.DataFrame) -> None:
+    m = MachineMap(main)
+    m.show_error(ValueError("from the pump"), context="live update")
+    assert m.errors.messages == ["ValueError in live update: from the pump"]
+
+
+# -- utilisation -----------------------------------------------------------------------------
+
+
+def test_utilisation_data_are_the_utilisation_functions(main: pl.DataFrame) -> None:
+    view = UtilisationView(main, tz="Europe/Copenhagen")
+    data = view.data
+    expected = utilisation.daily_hours(main, tz="Europe/Copenhagen")
+    assert (
+        data.daily.drop("label")
+        .sort("MachineId", "date")
+        .equals(expected.sort("MachineId", "date"))
+    )
+    assert data.fleet.equals(utilisation.fleet_utilisation(main, every="1h"))
+    assert (
+        data.hour_of_day.drop("label")
+        .sort("MachineId", "hour")
+        .equals(utilisation.hour_of_day(main, tz="Europe/Copenhagen").sort("MachineId", "hour"))
+    )
+
+
+def test_utilisation_figures_hold_the_data(main: pl.DataFrame) -> None:
+    view = UtilisationView(main)
+    figs = view.figure_widgets
+    daily = figs["daily"]
+    assert daily.layout.barmode == "stack"
+    assert [t.name for t in daily.data] == ["operating", "idle"]
+    _dates, labels = daily.data[0].x
+    assert len(labels) == view.data.daily.height == 5
+    by_label = dict(zip(labels, daily.data[1].y, strict=True))
+    assert by_label["WL-02"] == pytest.approx(
+        view.data.daily.filter(label="WL-02").item(0, "idle_hours")
+    )
+    heat = figs["hour_of_day"].data[0]
+    assert np.asarray(heat.z).shape == (5, 24)
+    assert list(heat.y) == sorted(labels)
+    fleet = figs["fleet"].data[0]
+    assert list(fleet.y) == pytest.approx(
+        [u * 100 for u in view.data.fleet.get_column("utilisation")]
+    )
+
+
+def test_utilisation_update_mutates_the_same_widgets(main: pl.DataFrame) -> None:
+    view = UtilisationView(main.filter(pl.col("MachineId") == "M1"))
+    before = view.figure_widgets
+    assert view.data.daily.height == 1
+    view.update(main)
+    after = view.figure_widgets
+    assert all(before[k] is after[k] for k in before)
+    assert view.data.daily.height == 5
+    assert len(after["daily"].data) == 2
+
+
+def test_utilisation_static_figures_and_bundle(main: pl.DataFrame) -> None:
+    view = UtilisationView(main)
+    static = view.figures()
+    assert set(static) == {"daily", "fleet", "hour_of_day"}
+    assert all(type(f) is go.Figure for f in static.values())
+    assert list(static["daily"].data[0].y) == list(view.figure_widgets["daily"].data[0].y)
+    bundle = view._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/html"].count("Plotly.newPlot") == 3
+    json.dumps(bundle)
+
+
+def test_utilisation_handles_empty_frames() -> None:
+    view = UtilisationView()
+    assert view.data.daily.height == 0
+    assert view.data.fleet.height == 0
+    view.update(pl.DataFrame({"MachineId": ["a"]}))
+    assert view.errors.count == 0
+
+
+def test_utilisation_errors_show_under_the_view() -> None:
+    view = UtilisationView()
+    view.show_error(RuntimeError("oops"), context="live update")
+    assert view.errors.messages == ["RuntimeError in live update: oops"]
+    assert view.widget.children[-1] is view.errors.widget
+
+
+# -- shared plumbing ------------------------------------------------------------------------------
+
+
+def test_error_box_guard_and_clear() -> None:
+    box = ErrorBox(keep=2)
+    assert box.widget.layout.display == "none"
+
+    def fail(x: int) -> None:
+        raise ZeroDivisionError(f"n={x}")
+
+    guarded = box.guard(fail, context="slider")
+    for i in range(3):
+        guarded(i)  # swallowed into the box, not raised
+    assert box.count == 3
+    assert box.messages == ["ZeroDivisionError in slider: n=2", "ZeroDivisionError in slider: n=1"]
+    assert "traceback" in box.widget.value
+    guarded(2)  # the same error again is counted, not listed twice
+    assert box.messages == ["ZeroDivisionError in slider: n=2", "ZeroDivisionError in slider: n=1"]
+    assert "(×2)" in box.widget.value
+    box.clear()
+    assert (box.count, box.messages, box.widget.value) == (0, [], "")
+    assert box.widget.layout.display == "none"
+    assert isinstance(box.widget, ipywidgets.HTML)
+
+
+def test_exported_members_are_complete() -> None:
+    public = {name for name in dir(widgets) if not name.startswith("_")}
+    modules = {"map", "utilisation"}
+    assert set(widgets.__all__) == public - modules
+    for name in widgets.__all__:
+        assert getattr(widgets, name).__module__.startswith("tu_analytics.widgets")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "widgets/__init__.py",
+        "widgets/map.py",
+        "widgets/utilisation.py",
+        "widgets/_data.py",
+        "widgets/_errors.py",
+        "live.py",
+        "report.py",
+    ],
+)
+def test_views_never_import_connection_code(module: str) -> None:
+    path = Path(widgets.__file__).parent.parent / module
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+            imported |= {f"{node.module}.{alias.name}" for alias in node.names}
+    forbidden = ("_kafka", "_settings", "sandbox", "_connection", "_registry", "confluent_kafka")
+    assert not [m for m in imported if any(part in m.split(".") for part in forbidden)]
