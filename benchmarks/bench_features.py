@@ -129,9 +129,9 @@ def synthesize(
         return present, np.maximum(t, START_MS)
 
     def minute_of(t: np.ndarray) -> np.ndarray:
-        return np.clip((t - START_MS) // MS_MIN, 0, minutes - 1)
+        return np.asarray(np.clip((t - START_MS) // MS_MIN, 0, minutes - 1))
 
-    cols: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+    cols: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     cnt_present, cnt_t = field_time(0.35)
     mi = minute_of(cnt_t)
     op = base_hours[m] + op_cum[m, mi]

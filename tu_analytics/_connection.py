@@ -125,7 +125,7 @@ class Connection:
                 "in window.errors with their partition, offset and raw bytes",
                 DecodeWarning, stacklevel=3,
             )
-        units = mi.units(known) if fmt == "insights" else pl.DataFrame(
+        units = mi.units(decoded.records, known) if fmt == "insights" else pl.DataFrame(
             {"insight": [], "unit": [], "value_type": []},
             schema={"insight": pl.String, "unit": pl.String, "value_type": pl.String},
         )

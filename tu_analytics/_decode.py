@@ -30,31 +30,44 @@ import itertools
 import json
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any, Final
 
 import fastavro
 import polars as pl
+from polars.datatypes import DataTypeClass
 from polars.exceptions import PanicException, PolarsError
 
-__all__ = ["Decoded", "avro_to_polars", "decode", "records_schema", "schema_ids", "split_header"]
+__all__ = [
+    "Decoded",
+    "as_dtype",
+    "avro_to_polars",
+    "decode",
+    "records_schema",
+    "schema_ids",
+    "split_header",
+    "struct_fields",
+]
 
 log = logging.getLogger(__name__)
 
 KAFKA_COLUMNS: Final = ("partition", "offset", "kafka_timestamp")
 _KAFKA_SCHEMA: Final = pl.Schema({
-    "partition": pl.Int32,
-    "offset": pl.Int64,
+    "partition": pl.Int32(),
+    "offset": pl.Int64(),
     "kafka_timestamp": pl.Datetime("ms", "UTC"),
 })
 ERRORS_SCHEMA: Final = pl.Schema({
     **_KAFKA_SCHEMA,
-    "schema_id": pl.Int32,
-    "reason": pl.String,
-    "key": pl.Binary,
-    "value": pl.Binary,
+    "schema_id": pl.Int32(),
+    "reason": pl.String(),
+    "key": pl.Binary(),
+    "value": pl.Binary(),
 })
 CORRUPT: Final = "truncated or corrupt Avro body"
 
@@ -231,8 +244,9 @@ class _Compiler:
 
     def _array(self, item: _Node) -> _Node:
         fix, check, py = item.fix, item.check, item.py
+        container = None if item.container is None else {"type": "array", "items": item.container}
         return _Node(
-            container=None if item.container is None else {"type": "array", "items": item.container},
+            container=container,
             dtype=pl.List(item.dtype),
             fix=None if fix is None else lambda e: e.list.eval(fix(pl.element())),
             check=None if check is None else (
@@ -336,48 +350,45 @@ def _branch_name(t: Any) -> str:
     return str(t["name"]) if kind in ("record", "error", "enum", "fixed") else _branch_name(kind)
 
 
-_PY_TYPES: Final[Mapping[str, tuple[type, ...]]] = {
-    "boolean": (bool,), "int": (int,), "long": (int,), "float": (float, int),
-    "double": (float, int), "bytes": (bytes,), "string": (str,), "array": (list,),
-    "map": (dict,),
-}
-
-
 def _multi_union(real: list[tuple[Any, _Node]]) -> _Node:
     # No native reader decodes these; the slow path gives one struct field per branch.
-    named = [(_branch_name(b), b, n) for b, n in real]
-    dtype = pl.Struct({name: n.dtype for name, _, n in named})
+    named = [(_branch_name(b), n) for b, n in real]
+    dtype = pl.Struct({name: n.dtype for name, n in named})
+
+    def pick(name: str, v: Any) -> dict[str, Any]:
+        return {k: ((n.py(v) if n.py else v) if k == name else None) for k, n in named}
 
     def py(v: Any) -> Any:
         if v is None:
             return None
         if isinstance(v, tuple):  # fastavro's (record name, record) for unions of records
-            short = v[0].rpartition(".")[2]
-            return {name: (n.py(v[1]) if n.py else v[1]) if name == short else None
-                    for name, _, n in named}
-        for name, b, n in named:
-            if _matches(b, v):
-                return {k: ((n.py(v) if n.py else v) if k == name else None) for k, _, _ in named}
+            return pick(v[0].rpartition(".")[2], v[1])
+        for name, n in named:
+            if _matches(n.dtype, v):
+                return pick(name, v)
         raise TypeError(f"no union branch for {type(v).__name__}")
 
     return _Node(None, dtype, py=py, slow="a union of several non-null types")
 
 
-def _matches(branch: Any, v: Any) -> bool:
-    name = branch if isinstance(branch, str) else branch["type"]
-    if not isinstance(name, str):
-        return _matches(name, v)
-    if isinstance(v, bool):
-        return name == "boolean"
-    if isinstance(branch, dict) and branch.get("logicalType"):
-        return not isinstance(v, (int, float, str, bytes))
-    if name in ("record", "error"):
-        return isinstance(v, dict)
-    if name == "enum":
-        return isinstance(v, str)
-    if name == "fixed":
-        return isinstance(v, bytes)
-    return isinstance(v, _PY_TYPES.get(name, (dict,)))
+def _matches(dtype: pl.DataType, v: Any) -> bool:
+    """Whether fastavro's value ``v`` can come from a branch decoding to ``dtype``."""
+    if isinstance(v, bool) or dtype == pl.Boolean():
+        return isinstance(v, bool) and dtype == pl.Boolean()
+    if isinstance(dtype, pl.Datetime):
+        return isinstance(v, datetime)
+    checks: list[tuple[bool, type | tuple[type, ...]]] = [
+        (dtype.is_integer(), int),
+        (dtype.is_float(), (float, int)),
+        (isinstance(dtype, pl.Decimal), Decimal),
+        (dtype == pl.String(), (str, uuid.UUID)),
+        (dtype == pl.Binary(), bytes),
+        (dtype == pl.Date(), date),
+        (dtype == pl.Time(), time),
+        (isinstance(dtype, pl.List), (list, dict)),  # a map is a list of {key, value}
+        (isinstance(dtype, pl.Struct), dict),
+    ]
+    return any(applies and isinstance(v, kinds) for applies, kinds in checks)
 
 
 @dataclass(frozen=True)
@@ -429,9 +440,20 @@ def avro_to_polars(schema_json: str) -> pl.Schema:
 
 
 def records_schema(schemas: Iterable[str]) -> pl.Schema:
-    """The schema of ``Decoded.records`` for values written with these writer schemas."""
-    fields = _merged_dtypes([_plan(text).dtypes for text in schemas])
+    """The schema of ``Decoded.records`` for values written with these writer schemas
+    (unusable ones are skipped: ``decode`` sends their records to ``errors``)."""
+    fields = _merged_dtypes([p.dtypes for p in map(_usable_plan, schemas) if p is not None])
     return pl.Schema({**_KAFKA_SCHEMA, "schema_id": pl.Int32(), "key": pl.Binary(), **fields})
+
+
+_SCHEMA_ERRORS: Final = (UnsupportedSchemaError, ValueError, KeyError, TypeError)
+
+
+def _usable_plan(schema_json: str) -> _Plan | None:
+    try:
+        return _plan(schema_json)
+    except _SCHEMA_ERRORS:
+        return None
 
 
 def _wrap(fields: list[dict[str, Any]]) -> dict[str, Any]:
@@ -507,13 +529,14 @@ class _Group:
     """The values of one schema id (``rows``: their input row numbers) and how to decode them.
     Positions below are indexes into ``values``."""
 
-    def __init__(self, sid: int, plan: _Plan, rows: pl.Series, values: list[bytes]) -> None:
-        self.sid, self.plan, self.rows, self.values = sid, plan, rows, values
+    def __init__(self, sid: int, plan: _Plan, rows: pl.Series, values: pl.Series) -> None:
+        # ``values`` is the whole input column: Python bytes are made one chunk at a time.
+        self.sid, self.plan, self.rows, self._values = sid, plan, rows, values
         self.header = b"\x00" + sid.to_bytes(4, "big", signed=True)
         self.sentinel = os.urandom(_SENTINEL_SIZE)
 
     def chunks(self) -> Iterator[tuple[int, int]]:
-        n = len(self.values)
+        n = len(self.rows)
         size = max(1, min(_CHUNK, -(-n // (os.cpu_count() or 1))))
         return ((lo, min(lo + size, n)) for lo in range(0, n, size))
 
@@ -521,7 +544,7 @@ class _Group:
         """Decode values[lo:hi] natively, narrowing failures down to the bad records."""
         if self.plan.container_head is None:
             return self._slow(list(range(lo, hi)))
-        df = _read_native(self.plan, self.values[lo:hi], self.sentinel)
+        df = _read_native(self.plan, self._bytes(range(lo, hi)), self.sentinel)
         good = 0 if df is None else _good_prefix(df, hi - lo, self.header, self.sentinel)
         out = _Result()
         if df is not None and good:
@@ -557,23 +580,32 @@ class _Group:
 
     def _one_by_one(self, lo: int, hi: int) -> _Result:
         """Check each record with fastavro, then decode the valid ones natively."""
-        ok = [i for i in range(lo, hi) if _fastavro_valid(self.plan.parsed, self.values[i])]
-        out = _Result(bad=self._rows(sorted(set(range(lo, hi)) - set(ok))).to_list())
+        values = dict(zip(range(lo, hi), self._bytes(range(lo, hi)), strict=True))
+        ok = [i for i, v in values.items() if _fastavro_valid(self.plan.parsed, v)]
+        out = _Result(bad=self._rows(sorted(set(values) - set(ok))).to_list())
         if not ok:
             return out
-        df = _read_native(self.plan, [self.values[i] for i in ok], self.sentinel)
+        df = _read_native(self.plan, [values[i] for i in ok], self.sentinel)
         if df is not None and _good_prefix(df, len(ok), self.header, self.sentinel) == len(ok):
             out.extend(self._accept(df, self._rows(ok)))
         else:  # fastavro accepts what the native reader refuses: decode them the slow way
             out.extend(self._slow(ok))
         return out
 
-    def _rows(self, positions: list[int]) -> pl.Series:
-        return self.rows.gather(positions)
+    def _rows(self, positions: Sequence[int]) -> pl.Series:
+        return self.rows.gather(list(positions))
+
+    def _bytes(self, positions: Sequence[int]) -> list[bytes]:
+        rows = (self.rows.slice(positions.start, len(positions))
+                if isinstance(positions, range) and positions.step == 1
+                else self._rows(positions))
+        picked: list[bytes] = self._values.gather(rows).to_list()
+        return picked
 
     def _slow(self, positions: list[int]) -> _Result:
         _warn_slow(self.sid, self.plan.slow or "the native reader refusing valid records")
-        recs = {i: _fastavro_read(self.plan, self.values[i]) for i in positions}
+        recs = {i: _fastavro_read(self.plan, v)
+                for i, v in zip(positions, self._bytes(positions), strict=True)}
         ok = [i for i, r in recs.items() if r is not None]
         bad = self._rows([i for i, r in recs.items() if r is None]).to_list()
         frame = _frame_from_dicts(self.plan.dtypes, [recs[i] for i in ok])
@@ -595,7 +627,7 @@ def _fastavro_valid(parsed: Any, value: bytes) -> bool:
     buf.seek(5)
     try:
         fastavro.schemaless_reader(buf, parsed, None)
-    except Exception:  # noqa: BLE001 - any failure on garbage means "not a valid body"
+    except Exception:  # any failure on garbage means "not a valid body"
         return False
     return buf.tell() == len(value)
 
@@ -611,7 +643,7 @@ def _fastavro_read(plan: _Plan, value: bytes) -> dict[str, Any] | None:
         if not isinstance(rec, dict):
             rec = {"value": rec}
         return {**rec, **{f: fn(rec[f]) for f, fn in plan.pys.items()}}
-    except Exception:  # noqa: BLE001 - any failure on garbage means "not a valid body"
+    except Exception:  # any failure on garbage means "not a valid body"
         return None
 
 
@@ -658,10 +690,10 @@ def _groups(values: pl.Series, todo: pl.DataFrame, schemas: Mapping[int, str | N
         rows = part[_ROW]
         try:
             plan = _plan(text)
-        except (UnsupportedSchemaError, ValueError, KeyError, TypeError) as exc:
+        except _SCHEMA_ERRORS as exc:
             reasons = reasons.scatter(rows, f"unusable writer schema {sid}: {exc}")
             continue
-        groups.append(_Group(int(sid), plan, rows, values.gather(rows).to_list()))
+        groups.append(_Group(int(sid), plan, rows, values))
     return groups, reasons
 
 
@@ -679,6 +711,16 @@ def _run(groups: list[_Group]) -> _Result:
     return out
 
 
+def as_dtype(dtype: pl.DataType | DataTypeClass) -> pl.DataType:
+    """A dtype instance (Polars hands out classes such as ``pl.Int32`` in nested types)."""
+    return dtype() if isinstance(dtype, DataTypeClass) else dtype
+
+
+def struct_fields(dtype: pl.DataType) -> dict[str, pl.DataType]:
+    """A struct dtype's fields by name; empty for anything else."""
+    return {f.name: as_dtype(f.dtype) for f in dtype.fields} if isinstance(dtype, pl.Struct) else {}
+
+
 def _merged_dtypes(all_dtypes: list[dict[str, pl.DataType]]) -> dict[str, pl.DataType]:
     merged: dict[str, pl.DataType] = {}
     for dtypes in all_dtypes:
@@ -692,12 +734,12 @@ def _merge(a: pl.DataType, b: pl.DataType) -> pl.DataType:
     if a == b:
         return a
     if isinstance(a, pl.Struct) and isinstance(b, pl.Struct):
-        fa, fb = {f.name: f.dtype for f in a.fields}, {f.name: f.dtype for f in b.fields}
-        names = list(fa) + [n for n in fb if n not in fa]
-        return pl.Struct({n: _merge(fa[n], fb[n]) if n in fa and n in fb else fa.get(n, fb.get(n))
-                          for n in names})  # type: ignore[misc]
+        fa, fb = struct_fields(a), struct_fields(b)
+        merged = {**fb, **fa}
+        return pl.Struct({n: _merge(fa[n], fb[n]) if n in fa and n in fb else merged[n]
+                          for n in [*fa, *(n for n in fb if n not in fa)]})
     if isinstance(a, pl.List) and isinstance(b, pl.List):
-        return pl.List(_merge(a.inner, b.inner))
+        return pl.List(_merge(as_dtype(a.inner), as_dtype(b.inner)))
     if a == pl.Null():
         return b
     if b == pl.Null():
@@ -712,12 +754,12 @@ def _conform(e: pl.Expr, have: pl.DataType, want: pl.DataType) -> pl.Expr:
     if have == want:
         return e
     if isinstance(have, pl.Struct) and isinstance(want, pl.Struct):
-        fields = {f.name: f.dtype for f in have.fields}
-        parts = [(_conform(e.struct.field(f.name), fields[f.name], f.dtype) if f.name in fields
-                  else pl.lit(None, dtype=f.dtype)).alias(f.name) for f in want.fields]
+        fields = struct_fields(have)
+        parts = [(_conform(e.struct.field(n), fields[n], t) if n in fields
+                  else pl.lit(None, dtype=t)).alias(n) for n, t in struct_fields(want).items()]
         return pl.when(e.is_null()).then(None).otherwise(pl.struct(parts))
     if isinstance(have, pl.List) and isinstance(want, pl.List):
-        return e.list.eval(_conform(pl.element(), have.inner, want.inner))
+        return e.list.eval(_conform(pl.element(), as_dtype(have.inner), as_dtype(want.inner)))
     return e.cast(want)
 
 

@@ -17,44 +17,45 @@ from .errors import AuthenticationError, RegistryError
 class Registry:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client: Any = None
         self._cache: dict[int, str | None] = {}
 
-    def _get_client(self) -> Any:
-        if self._client is None:
-            from confluent_kafka.schema_registry import SchemaRegistryClient
+    def _client(self) -> Any:
+        # A client per lookup round, closed after it: schemas are cached here, so the
+        # registry is asked once per new id and no connection outlives the call.
+        from confluent_kafka.schema_registry import SchemaRegistryClient
 
-            conf = self._settings.registry_config()
-            conf.setdefault("timeout", 10)
-            conf.setdefault("max.retries", 1)
-            self._client = SchemaRegistryClient(conf)
-        return self._client
+        conf = self._settings.registry_config()
+        conf.setdefault("timeout", 10)
+        conf.setdefault("max.retries", 1)
+        return SchemaRegistryClient(conf)
 
     def schemas(self, ids: Iterable[int]) -> dict[int, str | None]:
         """Writer schema text for each id; ``None`` where the registry has no such id."""
-        out: dict[int, str | None] = {}
-        for sid in ids:
-            if sid not in self._cache:
-                self._cache[sid] = self._fetch(sid)
-            out[sid] = self._cache[sid]
-        return out
+        ids = list(ids)
+        missing = [sid for sid in ids if sid not in self._cache]
+        if missing:
+            with self._client() as client:
+                for sid in missing:
+                    self._cache[sid] = self._fetch(client, sid)
+        return {sid: self._cache[sid] for sid in ids}
 
     def latest_for_topic(self, topic: str) -> str | None:
         """The newest value schema of ``topic`` (TopicNameStrategy), for empty windows."""
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         try:
-            return str(self._get_client().get_latest_version(f"{topic}-value").schema.schema_str)
+            with self._client() as client:
+                return str(client.get_latest_version(f"{topic}-value").schema.schema_str)
         except SchemaRegistryError:
             return None
         except Exception:  # unreachable registry: the empty window simply has fewer columns
             return None
 
-    def _fetch(self, sid: int) -> str | None:
+    def _fetch(self, client: Any, sid: int) -> str | None:
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         try:
-            schema = self._get_client().get_schema(sid)
+            schema = client.get_schema(sid)
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 return None

@@ -129,11 +129,15 @@ def fleet_utilisation(
         (pl.col("_idle_hours_cov") > 0).sum().alias("_idle_n"),
     )
     covered = per_bucket.filter((pl.col("machines_reporting") > 0) | (pl.col("_idle_n") > 0))
-    grid = covered.select(
-        pl.datetime_ranges(
-            pl.col("bucket_start").min(), pl.col("bucket_start").max(), interval=step
-        ).alias("bucket_start")
-    ).explode("bucket_start")
+    grid = (
+        covered.select(
+            pl.datetime_ranges(
+                pl.col("bucket_start").min(), pl.col("bucket_start").max(), interval=step
+            ).alias("bucket_start")
+        )
+        .explode("bucket_start")
+        .drop_nulls()
+    )  # no covered bucket at all: no rows
     bucket_hours = (
         pl.col("bucket_start").dt.offset_by(step) - pl.col("bucket_start")
     ).dt.total_milliseconds() * HOURS_PER_MS

@@ -16,55 +16,17 @@ import urllib.request
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from kafka_helpers import _kafka_conf, read_all
 
 import tu_analytics
 from tu_analytics.sandbox._state import PLATFORM_TOPICS, customer_topics
 from tu_analytics.sandbox.fleet import build_fleet
 
 CLI = [sys.executable, "-m", "tu_analytics.cli"]
-
-
-def _kafka_conf(env: dict[str, str], **extra: object) -> dict[str, object]:
-    return {
-        "bootstrap.servers": env["TU_BOOTSTRAP_SERVERS"],
-        "security.protocol": env["TU_SECURITY_PROTOCOL"],
-        "sasl.mechanisms": "PLAIN",
-        "sasl.username": env["TU_SASL_USERNAME"],
-        "sasl.password": env["TU_SASL_PASSWORD"],
-        **extra,
-    }
-
-
-def read_all(env: dict[str, str], topic: str, before_ms: int | None = None):
-    """A plain consumer: every record of ``topic`` up to the high watermarks taken now."""
-    group = f"{env['TU_SASL_USERNAME']}.test-{time.monotonic_ns()}"
-    c = Consumer(_kafka_conf(env, **{"group.id": group, "enable.auto.commit": False}))
-    try:
-        md = c.list_topics(topic, timeout=10)
-        parts = sorted(md.topics[topic].partitions)
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-        todo = {p for p in parts if ends[p] > 0}
-        c.assign([TopicPartition(topic, p, 0) for p in todo])
-        out = []
-        while todo:
-            for m in c.consume(10000, timeout=2):
-                if m.error():
-                    continue
-                p = m.partition()
-                if p in todo and m.offset() < ends[p]:
-                    ts = m.timestamp()[1]
-                    if before_ms is None or ts < before_ms:
-                        out.append((p, m.offset(), ts, m.key(), m.value()))
-                    if m.offset() + 1 >= ends[p]:
-                        todo.discard(p)
-        return out
-    finally:
-        c.close()
 
 
 def test_customer_reads_own_topics_and_is_refused_others(sandbox) -> None:
@@ -117,6 +79,7 @@ def test_every_record_decodes_with_confluents_deserializer(sandbox) -> None:
         sr = SchemaRegistryClient({
             "url": env["TU_SCHEMA_REGISTRY_URL"],
             "basic.auth.user.info": f"{env['TU_SCHEMA_REGISTRY_USERNAME']}:{env['TU_SCHEMA_REGISTRY_PASSWORD']}",
+            "timeout": 20,
         })
         deser = AvroDeserializer(sr)
         ctx = SerializationContext(env["TU_TOPIC"], MessageField.VALUE)

@@ -19,13 +19,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from kafka_helpers import _kafka_conf, read_all
 from polars.testing import assert_frame_equal
 
 import tu_analytics
 from tu_analytics import _kafka
 from tu_analytics.errors import DecodeWarning, RetentionWarning
-
-from .test_sandbox import _kafka_conf, read_all
 
 
 def _dt(ms: int) -> datetime:

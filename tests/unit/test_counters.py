@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
 from tu_analytics.counters import TIME, allocate, counter_deltas, duration_string
 
-UTC = timezone.utc
 OP = "CumulativeOperatingHours"
 
 
@@ -20,7 +20,7 @@ def at(hour: float, day: int = 1) -> datetime:
 
 
 def readings(
-    rows: list[tuple[str, float | None, datetime | None, datetime]], counter: str = OP
+    rows: Sequence[tuple[str, float | None, datetime | None, datetime]], counter: str = OP
 ) -> pl.DataFrame:
     """(MachineId, value, measured, received) -> a main-shaped frame for one counter."""
     return pl.DataFrame(
@@ -58,7 +58,8 @@ def test_measurement_order_not_arrival_order_and_duplicates_dropped() -> None:
     assert d["end"].to_list() == [at(9), at(10)]
     assert d["delta"].to_list() == [1.0, 1.0]  # 101-100, 102-101
     assert d["elapsed_hours"].to_list() == pytest.approx([1.0, 1.0])
-    assert not d["reset"].any() and not d["gap"].any()
+    assert not d["reset"].any()
+    assert not d["gap"].any()
     # received = later receipt of the two readings (earliest copy of each): max(08:00.6, 11:00)
     assert d["received"].to_list() == [at(11), at(11)]
 
@@ -173,7 +174,10 @@ def _deltas(rows: list[tuple[float, float, float]]) -> pl.DataFrame:
     return counter_deltas(
         readings(
             [("m1", 0.0, at(rows[0][0]), at(0))]
-            + [("m1", sum(r[2] for r in rows[: i + 1]), at(r[1]), at(0)) for i, r in enumerate(rows)]
+            + [
+                ("m1", sum(r[2] for r in rows[: i + 1]), at(r[1]), at(0))
+                for i, r in enumerate(rows)
+            ]
         ),
         OP,
     )
@@ -249,4 +253,4 @@ def test_duration_string() -> None:
     with pytest.raises(ValueError, match="positive"):
         duration_string("-1h")
     with pytest.raises(ValueError, match="how"):
-        allocate(_deltas([(9.0, 10.0, 1.0)]), "1h", how="middle")  # type: ignore[arg-type]
+        allocate(_deltas([(9.0, 10.0, 1.0)]), "1h", how="middle")  # type: ignore[call-overload]

@@ -556,3 +556,11 @@ def test_sparse_writer_matches_fastavro_on_the_insights_schema(
     assert w.framed(9, entries) == b"\x00\x00\x00\x00\x09" + buf.getvalue()
     with pytest.raises(ValueError, match="order"):
         w.encode(list(reversed(entries)))
+
+
+def test_windows_before_the_epoch_are_refused(fleet: Fleet) -> None:
+    sim = Simulator(fleet, epoch=START)
+    with pytest.raises(ValueError, match="epoch"):
+        list(sim.records(START - timedelta(hours=1), START + timedelta(hours=1)))
+    # Right at the epoch machines report from their start state.
+    assert list(sim.records(START, START + timedelta(hours=6)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -10,7 +10,6 @@ import pytest
 from tu_analytics.counters import TIME
 from tu_analytics.utilisation import daily_hours, fleet_utilisation, hour_of_day, machine_state
 
-UTC = timezone.utc
 OP = "CumulativeOperatingHours"
 IDLE = "CumulativeIdleHours"
 
@@ -47,7 +46,9 @@ def main_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
     )
 
 
-def rec(machine: str, t: datetime, op: float | None = None, idle: float | None = None) -> dict[str, object]:
+def rec(
+    machine: str, t: datetime, op: float | None = None, idle: float | None = None
+) -> dict[str, object]:
     row: dict[str, object] = {"MachineId": machine, "k": t}
     if op is not None:
         row.update(op=op, op_t=t)
@@ -271,3 +272,19 @@ def test_functions_accept_lazy_frames_and_missing_idle_columns() -> None:
     assert fleet_utilisation(narrow)["utilisation"].to_list() == pytest.approx([1.0])
     assert hour_of_day(narrow).height == 24
     assert machine_state(narrow)["state"].to_list() == ["operating"]
+
+
+def test_empty_input_gives_empty_frames_with_the_widget_columns() -> None:
+    empty = main_frame([])
+    assert daily_hours(empty).columns == [
+        "MachineId",
+        "date",
+        "operating_hours",
+        "idle_hours",
+        "utilisation",
+    ]
+    for result in (daily_hours(empty), fleet_utilisation(empty), hour_of_day(empty)):
+        assert result.height == 0
+    state = machine_state(empty)
+    assert state.height == 0
+    assert state.columns == ["MachineId", "state", "last_seen"]

@@ -232,8 +232,8 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         "max_gap_minutes",
         "minutes",
-        "Largest interval between consecutive on-time measurement times of the machine that "
-        "ends in the bucket (a record's measurement time is its newest *_datetime).",
+        "Largest interval between consecutive distinct on-time measurement times of the "
+        "machine (any field's *_datetime) that ends in the bucket; null if none ends in it.",
         ("*_datetime",),
     ),
     Entry(

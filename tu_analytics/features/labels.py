@@ -8,7 +8,7 @@ hindsight (all data, however late it arrived): they are targets, never inputs.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, overload
 
 import polars as pl
 
@@ -31,6 +31,36 @@ def _check(lf: pl.LazyFrame, needed: tuple[str, ...]) -> None:
     missing = [c for c in needed if c not in names]
     if missing:
         raise KeyError(f"features lack column(s) {missing}")
+
+
+@overload
+def future_target(
+    features: pl.DataFrame,
+    target: str = ...,
+    horizon: int = ...,
+    *,
+    agg: Literal["each", "sum", "mean", "max"] = ...,
+) -> pl.DataFrame: ...
+
+
+@overload
+def future_target(
+    features: pl.LazyFrame,
+    target: str = ...,
+    horizon: int = ...,
+    *,
+    agg: Literal["each", "sum", "mean", "max"] = ...,
+) -> pl.LazyFrame: ...
+
+
+@overload
+def future_target(
+    features: FeatureTable,
+    target: str = ...,
+    horizon: int = ...,
+    *,
+    agg: Literal["each", "sum", "mean", "max"] = ...,
+) -> pl.DataFrame | pl.LazyFrame: ...
 
 
 def future_target(
@@ -96,6 +126,36 @@ def future_target(
             pl.when(complete).then(combined).alias(f"label_{target}_{agg}_h{horizon}")
         ).drop(steps)
     return out.collect() if eager else out
+
+
+@overload
+def fault_within(
+    features: pl.DataFrame,
+    fault_codes: pl.DataFrame | pl.LazyFrame,
+    days: float = ...,
+    *,
+    observed_until: datetime | None = ...,
+) -> pl.DataFrame: ...
+
+
+@overload
+def fault_within(
+    features: pl.LazyFrame,
+    fault_codes: pl.DataFrame | pl.LazyFrame,
+    days: float = ...,
+    *,
+    observed_until: datetime | None = ...,
+) -> pl.LazyFrame: ...
+
+
+@overload
+def fault_within(
+    features: FeatureTable,
+    fault_codes: pl.DataFrame | pl.LazyFrame,
+    days: float = ...,
+    *,
+    observed_until: datetime | None = ...,
+) -> pl.DataFrame | pl.LazyFrame: ...
 
 
 def fault_within(

@@ -15,11 +15,13 @@ reading's *availability bucket*; the reading is *on time* when that is the bucke
 * **As-of features** (last position, staleness, active faults, first-seen codes: the state
   *at* bucket end) use every reading available by the bucket, late or not.
 
-Counter deltas are credited to the bucket holding the later reading
+A reading delivered in several records counts once, with its earliest receipt. Counter
+deltas are credited to the bucket holding the later reading
 (:func:`tu_analytics.counters.allocate` with ``how="end"``), never spread backwards.
 Records with a null ``MachineId`` or ``kafka_timestamp`` cannot be placed in time and are
-ignored. Consequence (tested): adding or changing data measured or received after bucket
-``t``'s cut-off leaves every feature of every bucket up to ``t`` unchanged.
+ignored. Consequence (tested, bit for bit): adding or changing data measured after bucket
+``t`` or received after its cut-off leaves every feature of every bucket up to ``t``
+unchanged. Float reductions are made order-stable for this (see :func:`_ordered`).
 
 Rows: for every machine, every bucket from its first bucket with any data up to the last
 bucket with data in the whole input (dense, so silent hours show up with their staleness).
@@ -283,9 +285,7 @@ def _stats_block(lf: pl.LazyFrame, clock: _Clock) -> list[pl.LazyFrame]:
     return out
 
 
-def _position_block(
-    lf: pl.LazyFrame, clock: _Clock, site_radius_m: float
-) -> tuple[list[pl.LazyFrame], pl.LazyFrame]:
+def _position_block(lf: pl.LazyFrame, clock: _Clock, site_radius_m: float) -> list[pl.LazyFrame]:
     lat, lon = pl.col("Latitude").cast(pl.Float64), pl.col("Longitude").cast(pl.Float64)
     valid = (
         lat.is_finite()
@@ -338,7 +338,7 @@ def _position_block(
         pl.col("_lat").sort_by("_t").last().alias("_pos_lat"),
         pl.col("_lon").sort_by("_t").last().alias("_pos_lon"),
     )
-    return [window, gps, latest], pos
+    return [window, gps, latest]
 
 
 def _record_block(lf: pl.LazyFrame, clock: _Clock, time_cols: list[str]) -> list[pl.LazyFrame]:
@@ -422,7 +422,9 @@ def _fault_block(fault_codes: pl.DataFrame | pl.LazyFrame, clock: _Clock) -> lis
         .with_columns(
             clock.bucket(pl.col("datetime")).alias("_b"),
             # A clear cannot take effect before the raise is known (guards bad clocks).
-            pl.max_horizontal("_cleared", "_known").alias("_cleared"),
+            pl.when(pl.col("_cleared").is_not_null())
+            .then(pl.max_horizontal("_cleared", "_known"))
+            .alias("_cleared"),
         )
     )
     raised = (
@@ -530,8 +532,7 @@ def feature_table(
     blocks: list[pl.LazyFrame] = []
     blocks += _counter_block(lf, clock)
     blocks += _stats_block(lf, clock)
-    pos_blocks, _ = _position_block(lf, clock, site_radius_m)
-    blocks += pos_blocks
+    blocks += _position_block(lf, clock, site_radius_m)
     blocks += _record_block(lf, clock, time_cols)
     if faults is not None:
         blocks += _fault_block(faults, clock)

@@ -14,17 +14,17 @@ from typing import Final, Literal
 
 import polars as pl
 
-from .._decode import records_schema
+from .._decode import as_dtype, records_schema, struct_fields
 
 __all__ = ["KAFKA_COLUMNS", "Format", "Frames", "detect_format"]
 
 Format = Literal["insights", "raw"]
 KAFKA_COLUMNS: Final = ("partition", "offset", "kafka_timestamp", "schema_id")
 KAFKA_SCHEMA: Final = pl.Schema({
-    "partition": pl.Int32,
-    "offset": pl.Int64,
+    "partition": pl.Int32(),
+    "offset": pl.Int64(),
     "kafka_timestamp": pl.Datetime("ms", "UTC"),
-    "schema_id": pl.Int32,
+    "schema_id": pl.Int32(),
 })
 TS: Final = pl.Datetime("ms", "UTC")
 
@@ -76,7 +76,7 @@ def _resolve(schema: Mapping[str, pl.DataType], path: Path,
     expr = pl.col(head) if base is None else base.struct.field(head)
     dtype = schema[head]
     for name in rest:
-        fields = {f.name: f.dtype for f in dtype.fields} if isinstance(dtype, pl.Struct) else {}
+        fields = struct_fields(dtype)
         if name not in fields:
             return None
         expr, dtype = expr.struct.field(name), fields[name]
@@ -95,10 +95,9 @@ def long_frame(records: pl.DataFrame, column: str, ident: pl.Expr,
     """One row per element of list column ``column``: Kafka columns, ``ident``, the elements'
     fields per ``spec`` (name, paths inside the element, dtype)."""
     dtype = records.schema.get(column)
-    inner = dtype.inner if isinstance(dtype, pl.List) else None
-    fields: dict[str, pl.DataType] = (
-        {f.name: f.dtype for f in inner.fields} if isinstance(inner, pl.Struct) else {})
-    head = kafka_columns(records.schema) + [ident]
+    inner = as_dtype(dtype.inner) if isinstance(dtype, pl.List) else None
+    fields = struct_fields(inner) if inner is not None else {}
+    head = [*kafka_columns(records.schema), ident]
     if inner is None:
         return records.select(*head, *[pl.lit(None, dtype=t).alias(n) for n, _, t in spec]
                               ).clear()

@@ -1,4 +1,4 @@
-"""The Machine Insights catalogue (``machine_insights.csv``): name, unit, value type, enum symbols."""
+"""The Machine Insights catalogue (``machine_insights.csv``): names, units, value types."""
 
 from __future__ import annotations
 

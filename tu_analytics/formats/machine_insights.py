@@ -13,7 +13,7 @@ from typing import Final
 
 import polars as pl
 
-from .._decode import avro_to_polars
+from .._decode import records_schema, struct_fields
 from . import KAFKA_COLUMNS, TS, Frames, Path, empty_records, get, kafka_columns, long_frame
 from ._catalogue import Insight, ValueType, catalogue
 
@@ -150,22 +150,23 @@ def _insight_shape(dtype: pl.DataType | None) -> tuple[str, ValueType] | None:
     """("value" | "Hour", value type) when ``dtype`` is an insight-shaped struct."""
     if not isinstance(dtype, pl.Struct):
         return None
-    fields = {f.name: f.dtype for f in dtype.fields}
+    fields = struct_fields(dtype)
     if "value" in fields and set(fields) <= {"value", "unit", "datetime"}:
-        return "value", _value_type(fields["value"])
+        value_type = _value_type(fields["value"])
+        return None if value_type is None else ("value", value_type)
     if set(fields) == {"Hour", "datetime"}:
         return "Hour", "double"
     return None
 
 
-def _value_type(dtype: pl.DataType) -> ValueType:
+def _value_type(dtype: pl.DataType) -> ValueType | None:
     if dtype == pl.Boolean():
         return "boolean"
     if dtype.is_integer():
         return "count"
     if dtype.is_numeric():
         return "double"
-    return "enum"
+    return "enum" if dtype == pl.String() else None
 
 
 def flatten(records: pl.DataFrame) -> Frames:
@@ -201,9 +202,7 @@ def units(*sources: pl.DataFrame | str | Iterable[str]) -> pl.DataFrame:
     frames = [s for s in sources if isinstance(s, pl.DataFrame)]
     texts = [t for s in sources if not isinstance(s, pl.DataFrame)
              for t in ([s] if isinstance(s, str) else s)]
-    schema: dict[str, pl.DataType] = {}
-    for text in texts:
-        schema.update(avro_to_polars(text))
+    schema = dict(records_schema(texts))
     for frame in frames:
         schema.update(frame.schema)
     cols = insight_columns(schema)
@@ -234,4 +233,4 @@ def _seen_units(frames: Sequence[pl.DataFrame], cols: Sequence[InsightColumn]) -
 
 
 def _has_unit(dtype: pl.DataType | None) -> bool:
-    return isinstance(dtype, pl.Struct) and any(f.name == "unit" for f in dtype.fields)
+    return dtype is not None and "unit" in struct_fields(dtype)

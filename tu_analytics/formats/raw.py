@@ -11,10 +11,11 @@ from . import TS, Frames, Path, empty_records, get, kafka_columns, long_frame
 
 __all__ = ["empty_frames", "flatten"]
 
-_Spec = Sequence[tuple[str, Sequence[Path], pl.DataType]]
+_Column = tuple[str, Sequence[Path], pl.DataType]
+_Spec = Sequence[_Column]
 
 
-def _flat(names: Iterable[str], dtype: pl.DataType) -> list[tuple[str, Sequence[Path], pl.DataType]]:
+def _flat(names: Iterable[str], dtype: pl.DataType) -> list[_Column]:
     return [(n, [(n,)], dtype) for n in names]
 
 

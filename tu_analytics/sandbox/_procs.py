@@ -19,18 +19,24 @@ from ..errors import SandboxError
 from ._state import HOST
 
 
-def spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+# Children started by this process, so they can be reaped through their Popen (which then
+# knows they ended) rather than leaving zombies or "still running" warnings behind.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def spawn(argv: list[str], log: Path, *, cwd: Path | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
             argv,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=env,
             close_fds=True,
         )
+    _CHILDREN[proc.pid] = proc
     return proc.pid
 
 
@@ -61,6 +67,11 @@ def alive(pid: int, marker: str) -> bool:
 
 
 def _reap(pid: int) -> None:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+        return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
 

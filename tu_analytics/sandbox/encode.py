@@ -381,8 +381,6 @@ _PRIMITIVES: Final = frozenset(
 
 def _python_check(schema: Any) -> Callable[[Any], bool]:
     t = schema if isinstance(schema, str) else schema.get("type")
-    if isinstance(schema, dict) and isinstance(t, str) and t in _PRIMITIVES:
-        t = schema["type"]
     checks: dict[str, Callable[[Any], bool]] = {
         "null": lambda v: v is None,
         "boolean": lambda v: isinstance(v, bool),

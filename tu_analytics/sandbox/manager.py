@@ -162,7 +162,7 @@ def _start(state: State, root: Path, cache: Path, say: Say, timeout: float) -> N
     mark_starting(root)  # so the wait below sees this run's backfill, not the last one's
     for name in ("forwarder", "streamer"):
         state.pids[name] = _procs.spawn(
-            name, [py, "-m", f"tu_analytics.sandbox.{name}", str(root)], root / f"{name}.log"
+            [py, "-m", f"tu_analytics.sandbox.{name}", str(root)], root / f"{name}.log"
         )
     save_state(root, state)
     _wait_backfill(state, root, say, timeout)

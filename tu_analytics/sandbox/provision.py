@@ -138,7 +138,6 @@ def register_schemas(state: State) -> dict[str, int]:
     """
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-    client = SchemaRegistryClient(operator_registry_config(state))
     texts = {
         "insights.1": schema_text("machine_insights_v1.avsc"),
         "insights.2": schema_text("machine_insights_v2.avsc"),
@@ -150,10 +149,11 @@ def register_schemas(state: State) -> dict[str, int]:
         for fmt, topic in customer_topics(customer).items():
             topics[fmt].append(topic)
     ids: dict[str, int] = {}
-    for key in ("insights.1", "insights.2", "raw.1"):
-        fmt = key.split(".")[0]
-        for topic in topics[fmt]:
-            sid = client.register_schema(f"{topic}-value", Schema(texts[key], "AVRO"))
-            if ids.setdefault(key, sid) != sid:
-                raise SandboxError(f"registry gave {key} two ids ({ids[key]} and {sid})")
+    with SchemaRegistryClient(operator_registry_config(state)) as client:
+        for key in ("insights.1", "insights.2", "raw.1"):
+            fmt = key.split(".")[0]
+            for topic in topics[fmt]:
+                sid = client.register_schema(f"{topic}-value", Schema(texts[key], "AVRO"))
+                if ids.setdefault(key, sid) != sid:
+                    raise SandboxError(f"registry gave {key} two ids ({ids[key]} and {sid})")
     return ids

@@ -112,7 +112,7 @@ def start_broker(root: Path, cache: Path, state: State) -> int:
         f"-Dtu.sandbox={marker(root)}",
         "-cp", classpath, "kafka.Kafka", str(props),
     ]
-    pid = _procs.spawn("broker", argv, kdir / "broker.stdout")
+    pid = _procs.spawn(argv, kdir / "broker.stdout")
     _procs.wait_for("the Kafka broker", lambda: _procs.port_open(state.ports["kafka"]),
                     90, pid, marker(root), log)
     return pid
@@ -157,19 +157,10 @@ def start_registry(root: Path, cache: Path, state: State) -> int:
         "-jar", str(apicurio_home(cache) / "quarkus-run.jar"),
     ]
     log = rdir / "registry.stdout"
-    pid = _spawn_in(rdir, argv, log)
+    pid = _procs.spawn(argv, log, cwd=rdir)
     url = f"http://{HOST}:{p['registry_management']}/health/ready"
     _procs.wait_for("the Schema Registry", lambda: _http_ok(url), 180, pid, marker(root), log)
     return pid
-
-
-def _spawn_in(cwd: Path, argv: list[str], log: Path) -> int:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
-        )
-    return proc.pid
 
 
 def _http_ok(url: str) -> bool:

@@ -1,0 +1,45 @@
+"""Plain confluent-kafka helpers: the independent reader the tests compare against."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+
+def _kafka_conf(env: dict[str, str], **extra: object) -> dict[str, object]:
+    return {
+        "bootstrap.servers": env["TU_BOOTSTRAP_SERVERS"],
+        "security.protocol": env["TU_SECURITY_PROTOCOL"],
+        "sasl.mechanisms": "PLAIN",
+        "sasl.username": env["TU_SASL_USERNAME"],
+        "sasl.password": env["TU_SASL_PASSWORD"],
+        **extra,
+    }
+
+
+def read_all(env: dict[str, str], topic: str, before_ms: int | None = None):
+    """A plain consumer: every record of ``topic`` up to the high watermarks taken now."""
+    group = f"{env['TU_SASL_USERNAME']}.test-{time.monotonic_ns()}"
+    c = Consumer(_kafka_conf(env, **{"group.id": group, "enable.auto.commit": False}))
+    try:
+        md = c.list_topics(topic, timeout=10)
+        parts = sorted(md.topics[topic].partitions)
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        todo = {p for p in parts if ends[p] > 0}
+        c.assign([TopicPartition(topic, p, 0) for p in todo])
+        out = []
+        while todo:
+            for m in c.consume(10000, timeout=2):
+                if m.error():
+                    continue
+                p = m.partition()
+                if p in todo and m.offset() < ends[p]:
+                    ts = m.timestamp()[1]
+                    if before_ms is None or ts < before_ms:
+                        out.append((p, m.offset(), ts, m.key(), m.value()))
+                    if m.offset() + 1 >= ends[p]:
+                        todo.discard(p)
+        return out
+    finally:
+        c.close()
