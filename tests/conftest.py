@@ -32,17 +32,23 @@ class SandboxHandle:
     root: Path
     state: object
 
-    def env(self, customer: str | None = None, fmt: str = "insights", admin: bool = False) -> dict[str, str]:
+    def env(
+        self, customer: str | None = None, fmt: str = "insights", admin: bool = False
+    ) -> dict[str, str]:
         from tu_analytics.sandbox import manager
 
         return manager.env_vars(root=self.root, customer=customer, fmt=fmt, admin=admin)
 
-    def settings(self, customer: str | None = None, fmt: str = "insights", admin: bool = False, **kw: object):
+    def settings(
+        self, customer: str | None = None, fmt: str = "insights", admin: bool = False, **kw: object
+    ):
         from tu_analytics import Settings
 
         return Settings.resolve(env=self.env(customer, fmt, admin), **kw)
 
-    def connect(self, customer: str | None = None, fmt: str = "insights", admin: bool = False, **kw: object):
+    def connect(
+        self, customer: str | None = None, fmt: str = "insights", admin: bool = False, **kw: object
+    ):
         import tu_analytics
 
         return tu_analytics.connect(self.settings(customer, fmt, admin, **kw))

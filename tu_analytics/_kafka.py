@@ -81,7 +81,13 @@ def make_consumer(settings: Settings, **overrides: Any) -> tuple[Any, _Errors]:
     from confluent_kafka import Consumer
 
     errors = _Errors(settings.secrets())
-    conf = settings.kafka_config()
+    # Tuned defaults first; the user's own librdkafka settings (extra_kafka) win over them.
+    conf: dict[str, Any] = {
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        "queued.max.messages.kbytes": 256 * 1024,
+    }
+    conf.update(settings.kafka_config())
     conf.update({
         "group.id": settings.group_id,
         "enable.auto.commit": False,
@@ -90,9 +96,6 @@ def make_consumer(settings: Settings, **overrides: Any) -> tuple[Any, _Errors]:
         "enable.partition.eof": False,
         "error_cb": errors,
         "logger": _Logger(settings.secrets()),
-        "fetch.max.bytes": 64 * 1024 * 1024,
-        "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        "queued.max.messages.kbytes": 256 * 1024,
     })
     conf.update(overrides)
     return Consumer(conf), errors

@@ -69,7 +69,9 @@ class Secret:
 def default_profiles_path() -> Path:
     from platformdirs import user_config_dir
 
-    return Path(os.environ.get("TU_PROFILES", Path(user_config_dir("tu-analytics")) / "profiles.toml"))
+    return Path(
+        os.environ.get("TU_PROFILES", Path(user_config_dir("tu-analytics")) / "profiles.toml")
+    )
 
 
 @dataclass(frozen=True, repr=False)
@@ -90,7 +92,9 @@ class Settings:
     extra_kafka: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        missing = [n for n in ("bootstrap_servers", "topic", "schema_registry_url") if not getattr(self, n)]
+        missing = [
+            n for n in ("bootstrap_servers", "topic", "schema_registry_url") if not getattr(self, n)
+        ]
         if missing:
             hint = ", ".join(ENV_VARS[n] for n in missing)
             raise ConfigurationError(

@@ -18,8 +18,15 @@ from .formats import machine_insights as mi
 
 
 class KafkaBatchSource:
-    def __init__(self, settings: Settings, registry: Registry, *, start_ms: int | None,
-                 poll_records: int = 5000, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        start_ms: int | None,
+        poll_records: int = 5000,
+        timeout: float = 10.0,
+    ) -> None:
         self._settings = settings
         self._registry = registry
         self._start_ms = start_ms
@@ -38,9 +45,12 @@ class KafkaBatchSource:
             tps = [TopicPartition(topic, p, OFFSET_END) for p in parts]
         else:
             tps = consumer.offsets_for_times(
-                [TopicPartition(topic, p, self._start_ms) for p in parts], timeout=self._timeout)
-            tps = [TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
-                   for tp in tps]
+                [TopicPartition(topic, p, self._start_ms) for p in parts], timeout=self._timeout
+            )
+            tps = [
+                TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
+                for tp in tps
+            ]
         consumer.assign(tps)
         return consumer
 
@@ -51,14 +61,17 @@ class KafkaBatchSource:
         rows = [m for m in msgs if m.error() is None]
         if not rows:
             return None
-        records = pl.DataFrame({
-            "partition": pl.Series([m.partition() for m in rows], dtype=pl.Int32),
-            "offset": pl.Series([m.offset() for m in rows], dtype=pl.Int64),
-            "kafka_timestamp": pl.Series([m.timestamp()[1] for m in rows], dtype=pl.Int64)
-            .cast(pl.Datetime("ms", "UTC")),
-            "key": pl.Series([m.key() for m in rows], dtype=pl.Binary),
-            "value": pl.Series([m.value() for m in rows], dtype=pl.Binary),
-        })
+        records = pl.DataFrame(
+            {
+                "partition": pl.Series([m.partition() for m in rows], dtype=pl.Int32),
+                "offset": pl.Series([m.offset() for m in rows], dtype=pl.Int64),
+                "kafka_timestamp": pl.Series([m.timestamp()[1] for m in rows], dtype=pl.Int64).cast(
+                    pl.Datetime("ms", "UTC")
+                ),
+                "key": pl.Series([m.key() for m in rows], dtype=pl.Binary),
+                "value": pl.Series([m.value() for m in rows], dtype=pl.Binary),
+            }
+        )
         schemas = self._registry.schemas(_decode.schema_ids(records["value"]))
         decoded = _decode.decode(records, schemas)
         self.errors_seen += decoded.errors.height

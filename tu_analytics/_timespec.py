@@ -62,5 +62,7 @@ def resolve_range(
     begin = parse_time(start)
     stop = parse_time(end) if end is not None else now
     if stop <= begin:
-        raise ConfigurationError(f"end ({stop.isoformat()}) must be after start ({begin.isoformat()})")
+        raise ConfigurationError(
+            f"end ({stop.isoformat()}) must be after start ({begin.isoformat()})"
+        )
     return begin, stop

@@ -20,7 +20,9 @@ def _sandbox_up(args: argparse.Namespace) -> int:
     from .sandbox import manager
 
     ports = {k: v for k, v in (("kafka", args.kafka_port), ("registry", args.registry_port)) if v}
-    res = manager.up(ports=ports or None, backfill_days=args.backfill_days, seed=args.seed, say=_say)
+    res = manager.up(
+        ports=ports or None, backfill_days=args.backfill_days, seed=args.seed, say=_say
+    )
     st = res.state
     _say(f"broker   {st.bootstrap} (SASL_PLAINTEXT/PLAIN)")
     _say(f"registry {st.registry_url}")
@@ -59,8 +61,10 @@ def _sandbox_status(args: argparse.Namespace) -> int:
         if st["broker"]:
             print(f"broker:   {st['broker']}\nregistry: {st['registry']}")
         for c in st["customers"]:
-            print(f"customer {c['name']}: {c['machines']} machines, topics "
-                  f"{c['topics']['insights']}, {c['topics']['raw']}")
+            print(
+                f"customer {c['name']}: {c['machines']} machines, topics "
+                f"{c['topics']['insights']}, {c['topics']['raw']}"
+            )
     return 0 if st["running"] else 3
 
 
@@ -98,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     upp.add_argument("--seed", type=int, default=7)
     upp.set_defaults(func=_sandbox_up)
     sbs.add_parser("down", help="stop every sandbox process").set_defaults(func=_sandbox_down)
-    sbs.add_parser("fetch", help="only resolve and cache the broker/registry jars (needs mvn)"
-                   ).set_defaults(func=_sandbox_fetch)
+    sbs.add_parser(
+        "fetch", help="only resolve and cache the broker/registry jars (needs mvn)"
+    ).set_defaults(func=_sandbox_fetch)
     stp = sbs.add_parser("status", help="is it running, and what is in it")
     stp.add_argument("--json", action="store_true")
     stp.set_defaults(func=_sandbox_status)
@@ -116,8 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--end", help="ISO time (with --start)")
     w.add_argument("--machine", action="append", default=[], help="a MachineId (repeatable)")
     w.add_argument("--format", choices=["insights", "raw"], help="which customer topic (sandbox)")
-    w.add_argument("-o", "--output", required=True, type=Path,
-                   help="a .parquet file (main frame) or a directory (whole snapshot)")
+    w.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        help="a .parquet file (main frame) or a directory (whole snapshot)",
+    )
     w.add_argument("--no-progress", action="store_true")
     w.set_defaults(func=_window)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
+from typing import Any
 
 from ._connection import connect
 from .errors import ConfigurationError, DecodeWarning, RetentionWarning
@@ -13,7 +14,7 @@ FORMAT_TOPIC_ENV = {"insights": "TU_TOPIC_INSIGHTS", "raw": "TU_TOPIC_RAW"}
 
 
 def run_window(args: argparse.Namespace) -> int:
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if args.format:
         topic = os.environ.get(FORMAT_TOPIC_ENV[args.format])
         if not topic:
@@ -28,8 +29,13 @@ def run_window(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DecodeWarning)
         warnings.simplefilter("always", RetentionWarning)
-        win = conn.window(start=args.start, end=args.end, last=args.last,
-                          machines=args.machine or None, progress=not args.no_progress)
+        win = conn.window(
+            start=args.start,
+            end=args.end,
+            last=args.last,
+            machines=args.machine or None,
+            progress=not args.no_progress,
+        )
     for w in caught:
         print(f"warning: {w.message}")
     out = args.output

@@ -31,7 +31,7 @@ class ConfigurationError(TuAnalyticsError, ValueError):
     """Settings are missing or malformed."""
 
 
-class ConnectionError(TuAnalyticsError, builtins.ConnectionError):  # noqa: A001
+class ConnectionError(TuAnalyticsError, builtins.ConnectionError):
     """A service (broker or registry) could not be reached or used."""
 
 

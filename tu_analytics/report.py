@@ -20,9 +20,39 @@ from tu_analytics.widgets.utilisation import prepare_utilisation, utilisation_fi
 
 __all__ = ["write_report"]
 
-# Swap the MapLibre map for the plain positions chart when the map has not started: Chromium and
-# Safari block MapLibre's worker in pages opened from file:// (see positions_figure). If the map
-# comes up late after all, it is shown again.
+# MapLibre (inside plotly.js) starts its worker from a blob: URL as an ES module worker. In a page
+# opened from file:// the page's origin is opaque ("null") and Chromium refuses module workers
+# from blob:null URLs (the worker fails to load, silently), so the map never starts (plotly.py
+# #5474); a module worker from a data: URL does start there. So, on file:// pages only, script
+# blobs built from strings are handed out as data: URLs: plotly's inlined worker code, and the
+# `import "<worker url>"` shim MapLibre wraps around it. It must run before plotly.js.
+_FILE_WORKER_JS = """
+<script>
+(function () {
+  if (location.protocol !== "file:" || !window.Blob || !window.URL) return;
+  var NativeBlob = window.Blob, createObjectURL = URL.createObjectURL, scripts = new WeakMap();
+  function TuBlob(parts, options) {
+    var blob = new NativeBlob(parts, options);
+    if (options && /javascript|ecmascript/i.test(options.type || "") && Array.isArray(parts)
+        && parts.every(function (p) { return typeof p === "string"; })) {
+      scripts.set(blob, parts.join(""));
+    }
+    return blob;
+  }
+  TuBlob.prototype = NativeBlob.prototype;
+  window.Blob = TuBlob;
+  URL.createObjectURL = function (obj) {
+    var text = scripts.get(obj);
+    if (text === undefined) return createObjectURL.call(URL, obj);
+    return "data:text/javascript;charset=utf-8," + encodeURIComponent(text);
+  };
+})();
+</script>
+"""
+
+# Swap the MapLibre map for the plain positions chart when the map has not started after
+# ``fallback_delay_ms`` (a browser where neither a blob: nor a data: module worker may start; see
+# positions_figure). If the map comes up late after all, it is shown again.
 _MAP_FALLBACK_JS = """
 <script>
 (function () {
@@ -111,8 +141,8 @@ def _map_section(shown: MapData, map_style: str | dict[str, Any], delay_ms: int)
         ),
         "</div>",
         '<div id="tu-map-fallback" style="display:none">',
-        '<div class="note">This browser cannot start the map from a local file; the positions'
-        " are drawn without a base map. Open the report through a web server, or in Firefox, for"
+        '<div class="note">This browser could not start the map; the positions are drawn'
+        " without a base map. Open the report through a web server, or in another browser, for"
         " the map.</div>",
         '<div id="tu-map-fallback-plot"></div>',
         f'<script type="application/json" id="tu-map-fallback-figure">{fallback}</script>',
@@ -145,9 +175,10 @@ def write_report(
 
     ``summary`` adds caller rows (e.g. the window's topic and range) above the computed ones.
     ``now``/``stale_after`` decide the machine states (default: as of the newest record).
-    Where the browser cannot start the MapLibre map (Chromium or Safari on a ``file://``
-    page), the same markers are drawn on plain longitude/latitude axes after
-    ``fallback_delay_ms``.
+    Opened from disk (``file://``), where Chromium refuses MapLibre's blob: module worker, the
+    page hands MapLibre its worker as a data: URL instead, so the map starts there too. Where
+    the map still cannot start, the same markers are drawn on plain longitude/latitude axes
+    after ``fallback_delay_ms``.
     """
     path = Path(path)
     shown = prepare_map(main, now=now, stale_after=stale_after)
@@ -157,7 +188,9 @@ def write_report(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style>",
+        _FILE_WORKER_JS,
+        "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<div class="meta">generated {generated} by tu-analytics</div>',
         "<h2>Summary</h2>",

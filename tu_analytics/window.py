@@ -76,7 +76,7 @@ class Window:
 
     def __getattr__(self, name: str) -> pl.DataFrame:
         # fault_codes, can_messages, ... read like attributes.
-        long = self.__dict__.get("long", {})
+        long: dict[str, pl.DataFrame] = self.__dict__.get("long", {})
         if name in long:
             return long[name]
         raise AttributeError(name)
@@ -142,8 +142,11 @@ class Window:
             root.mkdir(parents=True, exist_ok=True)
             for name, df in self.frames.items():
                 df.write_parquet(root / f"{name}.parquet")
-            meta = {"snapshot_version": SNAPSHOT_VERSION, "long": list(self.long),
-                    "spec": self.spec.to_json()}
+            meta = {
+                "snapshot_version": SNAPSHOT_VERSION,
+                "long": list(self.long),
+                "spec": self.spec.to_json(),
+            }
             (root / "window.json").write_text(json.dumps(meta, indent=1))
         except OSError as exc:
             raise SnapshotError(f"could not write snapshot to {root}: {exc}") from exc

@@ -43,3 +43,7 @@ def read_all(env: dict[str, str], topic: str, before_ms: int | None = None):
         return out
     finally:
         c.close()
+
+
+def sr_auth(env: dict[str, str]) -> str:
+    return f"{env['TU_SCHEMA_REGISTRY_USERNAME']}:{env['TU_SCHEMA_REGISTRY_PASSWORD']}"

@@ -125,6 +125,7 @@ def _kafka_conf(env: dict[str, str], **extra: object) -> dict[str, object]:
         "sasl.mechanisms": "PLAIN",
         "sasl.username": env["TU_SASL_USERNAME"],
         "sasl.password": env["TU_SASL_PASSWORD"],
+        "log_level": 4,  # warnings and worse; not librdkafka's informational shutdown notes
         **extra,
     }
 
@@ -159,11 +160,17 @@ def _new_topic(admin_env: dict[str, str], name: str) -> str:
     return topic
 
 
-def _replay(admin_env: dict[str, str], topic: str, records: list[tuple[int, bytes, bytes]]) -> int:
-    """Write copies of ``records`` to ``topic`` now (key = MachineId, Kafka timestamp = now)."""
+def _replay(admin_env: dict[str, str], topic: str, records: list[tuple[int, bytes, bytes]],
+            *, per_s: float | None = None) -> int:
+    """Write copies of ``records`` to ``topic`` now (key = MachineId, Kafka timestamp = now),
+    as fast as possible or paced at ``per_s`` records a second."""
     producer = Producer(_kafka_conf(admin_env, **{"linger.ms": 5, "batch.num.messages": 10_000,
                                                   "queue.buffering.max.messages": 200_000}))
-    for _, key, value in records:
+    t0 = time.monotonic()
+    for i, (_, key, value) in enumerate(records):
+        if per_s is not None and i % 250 == 0:
+            time.sleep(max(0.0, t0 + i / per_s - time.monotonic()))
+            producer.poll(0)
         while True:
             try:
                 producer.produce(topic, value, key, timestamp=int(time.time() * 1000))
@@ -225,6 +232,21 @@ def drawn(n):
     '''Both views were last drawn from a frame of n rows.'''
     return m.data.frame.height == n and u.data.frame is not None and u.data.frame.height == n
 
+from polars.testing import assert_frame_equal
+
+def same_frame(x, y):
+    '''Equal up to row order and float rounding (Polars sums groups in parallel, so the last
+    bits of a float sum can differ between two runs on the same frame).'''
+    keys = [c for c in ("MachineId", "date", "bucket_start", "hour") if c in x.columns]
+    try:
+        assert_frame_equal(x.sort(keys), y.sort(keys), check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+    except AssertionError:
+        return False
+    return True
+
+def same_utilisation(a, b):
+    return all(same_frame(getattr(a, n), getattr(b, n)) for n in ("daily", "fleet", "hour_of_day"))
+
 def problems():
     return {"tail_error": repr(tail.error) if tail.error else None, "pump_errors": len(pump.errors),
             "map_errors": m.errors.messages, "utilisation_errors": u.errors.messages}
@@ -277,14 +299,6 @@ for attempt in range(8):
     await asyncio.sleep(1.0)
 else:
     raise AssertionError("the tail never matched a window")
-
-from polars.testing import assert_frame_equal
-def same_utilisation(a, b):
-    for name in ("daily", "fleet", "hour_of_day"):
-        x, y = getattr(a, name), getattr(b, name)
-        keys_ = [c for c in ("MachineId", "date", "bucket_start", "hour") if c in x.columns]
-        assert_frame_equal(x.sort(keys_), y.sort(keys_), check_exact=False, rel_tol=1e-9)
-    return True
 
 valid = win.main.filter(pl.col("Latitude").is_not_null() & pl.col("Longitude").is_not_null()
                         & ~((pl.col("Latitude") == 0) & (pl.col("Longitude") == 0)))
@@ -358,19 +372,15 @@ print(json.dumps({{"version": v0, "records": tail.stats.records, "rows": frame0.
 await wait_for(lambda: tail.stats.records == {first + second} and drawn({first + second}),
                "the new records drawn")
 frame1 = tail.frame()
-fresh = prepare_utilisation(frame1)
-def eq(a, b):
-    return a.equals(b)
 print(json.dumps({{
     "version": tail.version, "records": tail.stats.records, "rows": frame1.height,
-    "view_is_recomputed": all(eq(getattr(u.data, n), getattr(fresh, n))
-                              for n in ("daily", "fleet", "hour_of_day")),
-    "fleet_changed": not eq(u.data.fleet, util0.fleet),
-    "daily_changed": not eq(u.data.daily, util0.daily),
+    "view_is_recomputed": same_utilisation(u.data, prepare_utilisation(frame1)),
+    "fleet_changed": not same_frame(u.data.fleet, util0.fleet),
+    "daily_changed": not same_frame(u.data.daily, util0.daily),
     "operating_before": util0.fleet["operating_hours"].sum(),
     "operating_after": u.data.fleet["operating_hours"].sum(),
-    "util_fn_changed": not tu.utilisation.fleet_utilisation(frame1).equals(
-        tu.utilisation.fleet_utilisation(frame0)),
+    "util_fn_changed": not same_frame(tu.utilisation.fleet_utilisation(frame1),
+                                      tu.utilisation.fleet_utilisation(frame0)),
     "map_is_recomputed": map_points(m) == prepared_points(frame1),
     "map_changed": map_points(m) != map0,
 }}))
@@ -390,8 +400,9 @@ print(json.dumps({{
 def test_kernel_stays_responsive_while_the_tail_ingests_thousands_per_second(
     sandbox, start_kernel, customer_records
 ) -> None:
-    """While ≥ 20,000 records stream in at ≥ 2,000 records/s, trivial cells answer in < 1 s,
-    and the pump redraws at most ``rate_hz`` times a second (plus one)."""
+    """While 30,000 records stream in for about 6 s (written at 5,000/s; the tail must keep
+    up with at least 2,000/s), trivial cells answer in < 1 s, and the pump coalesces: at most
+    ``rate_hz`` redraws a second (plus one) although a new batch arrives before every tick."""
     admin = sandbox.env(admin=True)
     topic = _new_topic(admin, "live-kernel-load")
     total = 30_000
@@ -400,7 +411,8 @@ def test_kernel_stays_responsive_while_the_tail_ingests_thousands_per_second(
     k.run(SETUP)
     k.run(f"""
 m, u = MachineMap(), UtilisationView()
-tail = conn.tail(start=datetime.now(UTC) - timedelta(seconds=5))
+# Small batches: many more batches arrive than the pump may redraw.
+tail = conn.tail(start=datetime.now(UTC) - timedelta(seconds=5), poll_records=500)
 pump = bind(tail, m, u, rate_hz={RATE_HZ})
 t_bind = time.monotonic()
 await asyncio.sleep(1.0)
@@ -410,7 +422,7 @@ await asyncio.sleep(1.0)
     def produce() -> None:
         try:
             t0 = time.monotonic()
-            _replay(admin, topic, records)
+            _replay(admin, topic, records, per_s=5_000)
             done.put(time.monotonic() - t0)
         except BaseException as exc:
             done.put(exc)
@@ -444,15 +456,16 @@ await asyncio.sleep(1.0)
 await wait_for(lambda: drawn({total}), "the last redraw", limit=60)
 elapsed = time.monotonic() - t_bind
 print(json.dumps({{"elapsed": elapsed, "redraws": pump.redraws, "ticks": pump.ticks,
-                   "peak_rate_hint": tail.stats.records_per_s}}))
+                   "batches": tail.stats.batches}}))
 """).json()
     print(f"produced {total} in {produced:.1f} s; tail ingest ≈ {rate:,.0f} rec/s over "
           f"{ingest_s:.1f} s; {len(during)} cells during ingest, slowest {slowest * 1000:.0f} ms; "
-          f"{stats['redraws']} redraws in {stats['elapsed']:.1f} s")
+          f"{stats['redraws']} redraws of {stats['batches']} batches in {stats['elapsed']:.1f} s")
     assert rate >= 2_000, f"the tail ingested only {rate:,.0f} records/s"
-    assert len(during) >= 3, "too few cells ran during the ingest to judge responsiveness"
+    assert len(during) >= 10, "too few cells ran during the ingest to judge responsiveness"
     assert slowest < 1.0, f"a trivial cell took {slowest:.2f} s: {[round(s[1], 3) for s in samples]}"
     assert 1 <= stats["redraws"] <= RATE_HZ * stats["elapsed"] + 1
+    assert stats["batches"] > 2 * stats["redraws"], "the pump did not coalesce batches"
     assert stats["ticks"] <= RATE_HZ * stats["elapsed"] + 1
     _no_problems(k)
     k.run("pump.stop(); tail.stop()")

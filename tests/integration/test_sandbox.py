@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from kafka_helpers import _kafka_conf, read_all
+from kafka_helpers import _kafka_conf, read_all, sr_auth
 
 import tu_analytics
 from tu_analytics.sandbox._state import PLATFORM_TOPICS, customer_topics
@@ -61,10 +61,14 @@ def test_forwarder_copies_each_customers_machines_only_and_completely(sandbox) -
     for customer in sandbox.customers:
         env = sandbox.env(customer)
         for fmt, topic in customer_topics(customer).items():
-            expected = sorted((k, ts, v) for _, _, ts, k, v in platform[fmt] if owner[k] == customer)
+            expected = sorted(
+                (k, ts, v) for _, _, ts, k, v in platform[fmt] if owner[k] == customer
+            )
             while True:
                 got = read_all(env, topic, before_ms=cut)
-                assert all(owner[k] == customer for _, _, _, k, _ in got), "foreign machine on topic"
+                assert all(owner[k] == customer for _, _, _, k, _ in got), (
+                    "foreign machine on topic"
+                )
                 if len(got) >= len(expected) or time.monotonic() > deadline:
                     break
                 time.sleep(2)  # the forwarder is catching up with the live stream
@@ -76,22 +80,24 @@ def test_every_record_decodes_with_confluents_deserializer(sandbox) -> None:
     customer = sandbox.customers[0]
     for fmt in ("insights", "raw"):
         env = sandbox.env(customer, fmt)
-        sr = SchemaRegistryClient({
-            "url": env["TU_SCHEMA_REGISTRY_URL"],
-            "basic.auth.user.info": f"{env['TU_SCHEMA_REGISTRY_USERNAME']}:{env['TU_SCHEMA_REGISTRY_PASSWORD']}",
-            "timeout": 20,
-        })
-        deser = AvroDeserializer(sr)
-        ctx = SerializationContext(env["TU_TOPIC"], MessageField.VALUE)
-        records = read_all(env, env["TU_TOPIC"])
-        assert records
-        ids = set()
-        for _, _, _, key, value in records:
-            assert value[0] == 0
-            ids.add(int.from_bytes(value[1:5], "big"))
-            obj = deser(value, ctx)
-            mid = obj["Metadata"]["MachineId"] if fmt == "insights" else obj["machineId"]
-            assert mid == key.decode()
+        with SchemaRegistryClient(
+            {
+                "url": env["TU_SCHEMA_REGISTRY_URL"],
+                "basic.auth.user.info": sr_auth(env),
+                "timeout": 20,
+            }
+        ) as sr:
+            deser = AvroDeserializer(sr)
+            ctx = SerializationContext(env["TU_TOPIC"], MessageField.VALUE)
+            records = read_all(env, env["TU_TOPIC"])
+            assert records
+            ids = set()
+            for _, _, _, key, value in records:
+                assert value[0] == 0
+                ids.add(int.from_bytes(value[1:5], "big"))
+                obj = deser(value, ctx)
+                mid = obj["Metadata"]["MachineId"] if fmt == "insights" else obj["machineId"]
+                assert mid == key.decode()
         if fmt == "insights":
             assert len(ids) == 2, f"insights topic should carry two schema ids, has {ids}"
 
@@ -101,6 +107,7 @@ def test_registry_refuses_requests_without_credentials(sandbox) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(url, timeout=5)
     assert info.value.code == 401
+    info.value.close()
 
 
 def test_customer_topics_keep_14_days_on_3_partitions(sandbox) -> None:
@@ -116,15 +123,22 @@ def test_customer_topics_keep_14_days_on_3_partitions(sandbox) -> None:
 def test_counters_never_decrease_in_measurement_time(sandbox) -> None:
     for customer in sandbox.customers:
         win = sandbox.connect(customer).window(last="3d", progress=False)
-        counters = ["CumulativeOperatingHours", "CumulativeIdleHours", "CumulativeEngineHours",
-                    "EngineTotalFuelUsed", "TotalVehicleDistance"]
+        counters = [
+            "CumulativeOperatingHours",
+            "CumulativeIdleHours",
+            "CumulativeEngineHours",
+            "EngineTotalFuelUsed",
+            "TotalVehicleDistance",
+        ]
         import polars as pl
 
         checked = 0
         for c in counters:
-            df = (win.main.filter(pl.col(c).is_not_null())
-                  .sort("MachineId", f"{c}_datetime")
-                  .with_columns(pl.col(c).diff().over("MachineId").alias("d")))
+            df = (
+                win.main.filter(pl.col(c).is_not_null())
+                .sort("MachineId", f"{c}_datetime")
+                .with_columns(pl.col(c).diff().over("MachineId").alias("d"))
+            )
             assert df.filter(pl.col("d") < 0).height == 0, f"{c} decreased for {customer}"
             checked += df.height
         assert checked > 1000
@@ -141,8 +155,14 @@ def test_backfill_spans_the_backfill_period(sandbox) -> None:
 
 
 def _run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, check=False)
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 def test_cli_status_json_and_env(sandbox) -> None:
@@ -150,7 +170,8 @@ def test_cli_status_json_and_env(sandbox) -> None:
     assert out.returncode == 0, out.stderr
     st = json.loads(out.stdout)
     assert st["running"] is True
-    assert st["broker"].startswith("127.0.0.1:") and "127.0.0.1" in st["registry"]
+    assert st["broker"].startswith("127.0.0.1:")
+    assert "127.0.0.1" in st["registry"]
     assert len(st["customers"]) >= 2
     assert sum(c["machines"] for c in st["customers"]) >= 60
     for c in st["customers"]:
@@ -158,9 +179,16 @@ def test_cli_status_json_and_env(sandbox) -> None:
     env = _run_cli("sandbox", "env", "--format", "raw")
     assert env.returncode == 0
     lines = dict(line.removeprefix("export ").split("=", 1) for line in env.stdout.splitlines())
-    for var in ("TU_BOOTSTRAP_SERVERS", "TU_SECURITY_PROTOCOL", "TU_SASL_USERNAME", "TU_SASL_PASSWORD",
-                "TU_TOPIC", "TU_SCHEMA_REGISTRY_URL", "TU_SCHEMA_REGISTRY_USERNAME",
-                "TU_SCHEMA_REGISTRY_PASSWORD"):
+    for var in (
+        "TU_BOOTSTRAP_SERVERS",
+        "TU_SECURITY_PROTOCOL",
+        "TU_SASL_USERNAME",
+        "TU_SASL_PASSWORD",
+        "TU_TOPIC",
+        "TU_SCHEMA_REGISTRY_URL",
+        "TU_SCHEMA_REGISTRY_USERNAME",
+        "TU_SCHEMA_REGISTRY_PASSWORD",
+    ):
         assert var in lines
     assert lines["TU_TOPIC"].endswith(".raw")
     admin = _run_cli("sandbox", "env", "--admin")

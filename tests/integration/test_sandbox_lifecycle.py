@@ -38,13 +38,15 @@ def _procs_naming(path: Path) -> list[str]:
 
 def _env(root: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TU_")}
-    env.update({
-        "TU_SANDBOX_DIR": str(root),
-        "TU_SANDBOX_KAFKA_PORT": str(free_port()),
-        "TU_SANDBOX_CONTROLLER_PORT": str(free_port()),
-        "TU_SANDBOX_REGISTRY_PORT": str(free_port()),
-        "TU_SANDBOX_REGISTRY_MANAGEMENT_PORT": str(free_port()),
-    })
+    env.update(
+        {
+            "TU_SANDBOX_DIR": str(root),
+            "TU_SANDBOX_KAFKA_PORT": str(free_port()),
+            "TU_SANDBOX_CONTROLLER_PORT": str(free_port()),
+            "TU_SANDBOX_REGISTRY_PORT": str(free_port()),
+            "TU_SANDBOX_REGISTRY_MANAGEMENT_PORT": str(free_port()),
+        }
+    )
     env.update(extra)
     return env
 
@@ -61,13 +63,20 @@ def _bin_with(tmp: Path, *tools: str) -> str:
 
 
 def _up(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TU, "sandbox", "up", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [*TU, "sandbox", "up", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _down(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TU, "sandbox", "down"], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [*TU, "sandbox", "down"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_up_with_port_in_use_stops_with_one_clear_message(tmp_path: Path) -> None:
@@ -90,16 +99,20 @@ def test_up_without_java_names_the_fix(tmp_path: Path) -> None:
     env.pop("JAVA_HOME", None)
     out = _up(env)
     assert out.returncode == 2
-    assert "Java 17+ was not found" in out.stderr and "apt-get install" in out.stderr
+    assert "Java 17+ was not found" in out.stderr
+    assert "apt-get install" in out.stderr
     assert _procs_naming(root) == []
 
 
 def test_up_without_maven_and_no_cached_jars_names_the_fix(tmp_path: Path) -> None:
     root = tmp_path / "sbx"
-    env = _env(root, PATH=_bin_with(tmp_path, "java"), TU_SANDBOX_CACHE=str(tmp_path / "empty-cache"))
+    env = _env(
+        root, PATH=_bin_with(tmp_path, "java"), TU_SANDBOX_CACHE=str(tmp_path / "empty-cache")
+    )
     out = _up(env)
     assert out.returncode == 2
-    assert "Maven (mvn) was not found" in out.stderr and "apt-get install maven" in out.stderr
+    assert "Maven (mvn) was not found" in out.stderr
+    assert "apt-get install maven" in out.stderr
     assert _procs_naming(root) == []
 
 
@@ -113,15 +126,22 @@ def test_down_twice_then_up_again_reuses_cached_jars(tmp_path: Path) -> None:
         assert _down(env).returncode == 0
         assert _procs_naming(root) == []
         again = _down(env)
-        assert again.returncode == 0 and "not running" in again.stderr
+        assert again.returncode == 0
+        assert "not running" in again.stderr
         # Without mvn on PATH: only cached jars can make this work.
         env_no_mvn = dict(env, PATH=_bin_with(tmp_path, "java"))
         t = time.monotonic()
         second = _up(env_no_mvn)
         assert second.returncode == 0, second.stderr
         assert "resolving" not in second.stderr
-        status = subprocess.run([*TU, "sandbox", "status", "--json"], env=env, capture_output=True,
-                                text=True, timeout=60, check=False)
+        status = subprocess.run(
+            [*TU, "sandbox", "status", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert '"running": true' in status.stdout
         print(f"warm up after down: {time.monotonic() - t:.1f} s")
     finally:
@@ -131,7 +151,13 @@ def test_down_twice_then_up_again_reuses_cached_jars(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["insights", "raw"])
 def test_env_before_up_says_how_to_start(tmp_path: Path, fmt: str) -> None:
-    out = subprocess.run([*TU, "sandbox", "env", "--format", fmt], env=_env(tmp_path / "none"),
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [*TU, "sandbox", "env", "--format", fmt],
+        env=_env(tmp_path / "none"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 2
     assert "tu-analytics sandbox up" in out.stderr

@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import sys
 import time
 import warnings
@@ -19,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from kafka_helpers import _kafka_conf, read_all
+from kafka_helpers import _kafka_conf, read_all, sr_auth
 from polars.testing import assert_frame_equal
 
 import tu_analytics
@@ -48,10 +49,13 @@ def test_fifty_random_windows_are_exact(sandbox, settled) -> None:
     lo = min(ts for _, _, ts, _, _ in records)
     for i in range(50):
         a = rng.randrange(lo - 3_600_000, cut)
-        b = rng.randrange(a + 1, min(cut, a + rng.choice([60_000, 3_600_000, 6 * 3_600_000, 2 * 86_400_000])) + 1)
+        b = rng.randrange(
+            a + 1, min(cut, a + rng.choice([60_000, 3_600_000, 6 * 3_600_000, 2 * 86_400_000])) + 1
+        )
         win = conn.window(_dt(a), _dt(b), progress=False)
         got = list(zip(win.main["partition"], win.main["offset"], strict=True)) + list(
-            zip(win.errors["partition"], win.errors["offset"], strict=True))
+            zip(win.errors["partition"], win.errors["offset"], strict=True)
+        )
         expected = {(p, o) for p, o, ts, _, _ in records if a <= ts < b}
         assert len(got) == len(set(got)), f"window {i} has duplicates"
         assert set(got) == expected, f"window {i} [{a}, {b}) differs"
@@ -72,8 +76,20 @@ def test_raw_format_window(sandbox) -> None:
     win = sandbox.connect(fmt="raw").window(last="12h", progress=False)
     assert win.spec.format == "raw"
     assert win.main.height > 0
-    for col in ("partition", "offset", "kafka_timestamp", "schema_id", "unitId", "machineId",
-                "time", "latitude", "longitude", "run1", "km", "input1"):
+    for col in (
+        "partition",
+        "offset",
+        "kafka_timestamp",
+        "schema_id",
+        "unitId",
+        "machineId",
+        "time",
+        "latitude",
+        "longitude",
+        "run1",
+        "km",
+        "input1",
+    ):
         assert col in win.main.columns
     assert win.main["time"].dtype == pl.Datetime("ms", "UTC")
 
@@ -111,7 +127,9 @@ def test_bad_records_land_in_errors_with_offsets(sandbox) -> None:
         producer.produce(topic, value, key, partition=i % 3, timestamp=now)
         if i % 500 == 250:
             kind = kinds[(i // 500) % len(kinds)]
-            producer.produce(topic, bad[kind], key, partition=i % 3, timestamp=now, headers={"kind": kind})
+            producer.produce(
+                topic, bad[kind], key, partition=i % 3, timestamp=now, headers={"kind": kind}
+            )
     producer.produce(topic, None, b"tombstone", partition=0, timestamp=now)
     assert producer.flush(30) == 0
     conn = sandbox.connect(admin=True, topic=topic)
@@ -119,21 +137,37 @@ def test_bad_records_land_in_errors_with_offsets(sandbox) -> None:
         win = conn.window(_dt(now - 1000), _dt(now + 1000), progress=False)
     assert win.main.height == len(good)
     assert win.errors.height == 7  # 6 injected + the null value
-    assert set(win.errors.columns) >= {"partition", "offset", "kafka_timestamp", "schema_id",
-                                       "reason", "key", "value"}
+    assert set(win.errors.columns) >= {
+        "partition",
+        "offset",
+        "kafka_timestamp",
+        "schema_id",
+        "reason",
+        "key",
+        "value",
+    }
     reasons = " | ".join(win.errors["reason"].to_list())
-    assert "magic" in reasons and "999999" in reasons
+    assert "magic" in reasons
+    assert "999999" in reasons
     # every injected value is kept byte for byte
     assert set(bad.values()) <= set(v for v in win.errors["value"].to_list() if v is not None)
-    both = pl.concat([win.main.select("partition", "offset"), win.errors.select("partition", "offset")])
+    both = pl.concat(
+        [win.main.select("partition", "offset"), win.errors.select("partition", "offset")]
+    )
     assert both.n_unique() == len(good) + 7
 
 
-def test_values_equal_confluents_deserializer(sandbox) -> None:
+def test_values_equal_confluents_deserializer(sandbox, request) -> None:
     env = sandbox.env()
     win = sandbox.connect().window(last="3h", progress=False)
-    sr = SchemaRegistryClient({"url": env["TU_SCHEMA_REGISTRY_URL"], "basic.auth.user.info":
-                               f"{env['TU_SCHEMA_REGISTRY_USERNAME']}:{env['TU_SCHEMA_REGISTRY_PASSWORD']}"})
+    sr = SchemaRegistryClient(
+        {
+            "url": env["TU_SCHEMA_REGISTRY_URL"],
+            "timeout": 20,
+            "basic.auth.user.info": sr_auth(env),
+        }
+    )
+    request.addfinalizer(sr.close)
     deser = AvroDeserializer(sr)
     ctx = SerializationContext(env["TU_TOPIC"], MessageField.VALUE)
     raw = {(p, o): v for p, o, _, _, v in read_all(env, env["TU_TOPIC"])}
@@ -151,7 +185,8 @@ def test_values_equal_confluents_deserializer(sandbox) -> None:
                 compared += 1
         loc = obj.get("Location")
         if loc:
-            assert row["Latitude"] == loc["Latitude"] and row["Longitude"] == loc["Longitude"]
+            assert row["Latitude"] == loc["Latitude"]
+            assert row["Longitude"] == loc["Longitude"]
     assert compared > 1000
 
 
@@ -164,7 +199,8 @@ def test_unreachable_registry_unknown_topic_are_clear_and_fast(sandbox) -> None:
     with pytest.raises(tu_analytics.RegistryError) as info:
         conn.window(last="10m", progress=False)
     assert time.monotonic() - t < 10
-    assert pw not in str(info.value) and "could not be reached" in str(info.value)
+    assert pw not in str(info.value)
+    assert "could not be reached" in str(info.value)
     t = time.monotonic()
     with pytest.raises(tu_analytics.ConnectionError) as info2:
         sandbox.connect(topic="no.such.topic").window(last="10m", progress=False)
@@ -194,8 +230,11 @@ def test_no_secret_in_repr_or_errors(sandbox) -> None:
 def test_retention_warning_and_size_guard(sandbox) -> None:
     conn = sandbox.connect()
     with pytest.warns(RetentionWarning, match="retention"):
-        win = conn.window(start=datetime.now(UTC) - timedelta(days=20), end=datetime.now(UTC) - timedelta(days=2),
-                          progress=False)
+        win = conn.window(
+            start=datetime.now(UTC) - timedelta(days=20),
+            end=datetime.now(UTC) - timedelta(days=2),
+            progress=False,
+        )
     assert win.main.height > 0
     with pytest.raises(tu_analytics.WindowTooLargeError, match="max_records"):
         conn.window(last="3d", max_records=10, progress=False)
@@ -222,18 +261,28 @@ def test_broker_paused_mid_window_completes_or_fails_clearly(sandbox, settled, m
                 if not fired:
                     fired.append(1)
                     os.kill(pid, signal.SIGSTOP)
-                    subprocess.Popen([sys.executable, "-c",
-                                      f"import os,time,signal; time.sleep({pause}); os.kill({pid}, signal.SIGCONT)"])
+                    threading.Timer(pause, os.kill, (pid, signal.SIGCONT)).start()
+
             kw["on_progress"] = on_progress
             return real_fetch(*args, **kw)
+
         return wrapped
 
-    conn = sandbox.connect(extra_kafka={"fetch.max.bytes": "65536", "max.partition.fetch.bytes": "65536"})
+    # Small fetches and a small local queue, so most of the window is still on the broker
+    # when it is paused.
+    conn = sandbox.connect(
+        extra_kafka={
+            "fetch.max.bytes": "65536",
+            "max.partition.fetch.bytes": "65536",
+            "queued.max.messages.kbytes": "64",
+        }
+    )
     # a short pause: the window completes, and exactly
     monkeypatch.setattr(_kafka, "fetch", fetch_with_pause(3))
     win = conn.window(_dt(a), _dt(cut), progress=False, stall_timeout=30)
     got = set(zip(win.main["partition"], win.main["offset"], strict=True)) | set(
-        zip(win.errors["partition"], win.errors["offset"], strict=True))
+        zip(win.errors["partition"], win.errors["offset"], strict=True)
+    )
     assert got == expected
     # a long one: a clear error, no partial frame
     monkeypatch.setattr(_kafka, "fetch", fetch_with_pause(8))
@@ -256,6 +305,7 @@ def test_interrupt_closes_the_consumer(sandbox, monkeypatch) -> None:
             def close(self):
                 closed.append(1)
                 consumer.close()
+
         return Wrapped(), errors
 
     monkeypatch.setattr(_kafka, "make_consumer", tracking)
@@ -264,6 +314,7 @@ def test_interrupt_closes_the_consumer(sandbox, monkeypatch) -> None:
     def interrupting(*args, **kw):
         def boom(n: int) -> None:
             raise KeyboardInterrupt
+
         kw["on_progress"] = boom
         return real_fetch(*args, **kw)
 
@@ -275,15 +326,49 @@ def test_interrupt_closes_the_consumer(sandbox, monkeypatch) -> None:
 
 def test_cli_window_writes_parquet_and_snapshot(sandbox, tmp_path: Path) -> None:
     env = {**os.environ, **sandbox.env()}
-    out = subprocess.run([sys.executable, "-m", "tu_analytics.cli", "window", "--last", "1h",
-                          "-o", str(tmp_path / "main.parquet"), "--no-progress"],
-                         env=env, capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tu_analytics.cli",
+            "window",
+            "--last",
+            "1h",
+            "-o",
+            str(tmp_path / "main.parquet"),
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
-    assert "records:" in out.stdout and "machines:" in out.stdout and "errors:" in out.stdout
+    assert "records:" in out.stdout
+    assert "machines:" in out.stdout
+    assert "errors:" in out.stdout
     assert pl.read_parquet(tmp_path / "main.parquet").height > 0
-    out = subprocess.run([sys.executable, "-m", "tu_analytics.cli", "window", "--last", "1h",
-                          "--format", "raw", "-o", str(tmp_path / "snap"), "--no-progress"],
-                         env=env, capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tu_analytics.cli",
+            "window",
+            "--last",
+            "1h",
+            "--format",
+            "raw",
+            "-o",
+            str(tmp_path / "snap"),
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert tu_analytics.load_snapshot(tmp_path / "snap").spec.format == "raw"
     assert env["TU_SASL_PASSWORD"] not in out.stdout + out.stderr

@@ -31,9 +31,11 @@ def test_secrets_are_masked_everywhere() -> None:
     s = Settings.resolve(env={}, **BASE)
     conn = connect(s)
     for text in (repr(s), str(s), repr(conn), str(conn), f"{s}", repr(s.masked())):
-        assert "kafka-secret-123" not in text and "sr-secret-456" not in text
+        assert "kafka-secret-123" not in text
+        assert "sr-secret-456" not in text
     assert "********" in repr(s)
-    assert repr(Secret("x")) == "Secret('********')" and str(Secret("x")) == "********"
+    assert repr(Secret("x")) == "Secret('********')"
+    assert str(Secret("x")) == "********"
     with pytest.raises(TypeError):
         pickle.dumps(s.sasl_password)
 
@@ -48,7 +50,11 @@ def test_client_configs_carry_the_secrets() -> None:
 
 def test_environment_then_profile_then_keywords(tmp_path: Path) -> None:
     s = Settings.resolve(env=ENV)
-    assert (s.bootstrap_servers, s.topic, s.security_protocol) == ("env:9092", "envtopic", "SASL_PLAINTEXT")
+    assert (s.bootstrap_servers, s.topic, s.security_protocol) == (
+        "env:9092",
+        "envtopic",
+        "SASL_PLAINTEXT",
+    )
     assert s.sasl_password == Secret("env-secret-789")
     prof = tmp_path / "profiles.toml"
     prof.write_text('[profiles.prod]\ntopic = "proftopic"\nbootstrap_servers = "prof:9092"\n')
@@ -70,4 +76,7 @@ def test_missing_settings_say_how_to_start_the_sandbox() -> None:
 
 
 def test_scrub_removes_secrets() -> None:
-    assert scrub("auth failed for kafka-secret-123!", ["kafka-secret-123"]) == "auth failed for ********!"
+    assert (
+        scrub("auth failed for kafka-secret-123!", ["kafka-secret-123"])
+        == "auth failed for ********!"
+    )

@@ -8,8 +8,18 @@ from tu_analytics import ConfigurationError
 from tu_analytics._timespec import parse_duration, parse_time, resolve_range
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400),
-                                               ("1w", 604800), ("1h30m", 5400), ("500ms", 0.5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("1w", 604800),
+        ("1h30m", 5400),
+        ("500ms", 0.5),
+    ],
+)
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
@@ -31,7 +41,9 @@ def test_times_are_utc() -> None:
 def test_ranges() -> None:
     now = datetime(2026, 11, 27, 12, tzinfo=UTC)
     assert resolve_range(None, None, "2h", now) == (now - timedelta(hours=2), now)
-    assert resolve_range("2026-11-27T10:00Z", "2026-11-27T11:00Z", None, now)[1] == now - timedelta(hours=1)
+    assert resolve_range("2026-11-27T10:00Z", "2026-11-27T11:00Z", None, now)[1] == now - timedelta(
+        hours=1
+    )
     with pytest.raises(ConfigurationError):
         resolve_range("2026-11-27T11:00Z", "2026-11-27T10:00Z", None, now)
     with pytest.raises(ConfigurationError):

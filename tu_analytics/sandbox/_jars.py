@@ -114,16 +114,29 @@ def ensure_jars(cache: Path, say: Callable[[str], None]) -> bool:
         work = cache / "maven"
         work.mkdir(exist_ok=True)
         shutil.copy(POM, work / "pom.xml")
-        _mvn(mvn, ["-f", str(work / "pom.xml"), "dependency:copy-dependencies",
-                   "-DincludeScope=runtime", f"-DoutputDirectory={libs}"])
+        _mvn(
+            mvn,
+            [
+                "-f",
+                str(work / "pom.xml"),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={libs}",
+            ],
+        )
         (libs / ".complete").touch()
     home = apicurio_home(cache)
     if not (home / ".complete").exists():
         say(f"resolving Apicurio Registry {APICURIO_VERSION} from Maven Central")
         dl = cache / "downloads"
-        _mvn(mvn, ["dependency:copy",
-                   f"-Dartifact=io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all",
-                   f"-DoutputDirectory={dl}"])
+        _mvn(
+            mvn,
+            [
+                "dependency:copy",
+                f"-Dartifact=io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all",
+                f"-DoutputDirectory={dl}",
+            ],
+        )
         tar = dl / f"apicurio-registry-app-{APICURIO_VERSION}-all.tar.gz"
         home.mkdir(parents=True, exist_ok=True)
         with tarfile.open(tar) as tf:

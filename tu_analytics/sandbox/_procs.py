@@ -18,7 +18,6 @@ from pathlib import Path
 from ..errors import SandboxError
 from ._state import HOST
 
-
 # Children started by this process, so they can be reaped through their Popen (which then
 # knows they ended) rather than leaving zombies or "still running" warnings behind.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -42,7 +41,9 @@ def spawn(argv: list[str], log: Path, *, cwd: Path | None = None) -> int:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 
@@ -130,7 +131,9 @@ def wait_for(what: str, check: object, timeout: float, pid: int, marker: str, lo
         if not alive(pid, marker):
             raise SandboxError(f"{what} exited during start-up; last lines of {log}:\n{tail(log)}")
         time.sleep(0.3)
-    raise SandboxError(f"{what} was not ready after {timeout:.0f} s; last lines of {log}:\n{tail(log)}")
+    raise SandboxError(
+        f"{what} was not ready after {timeout:.0f} s; last lines of {log}:\n{tail(log)}"
+    )
 
 
 def tail(log: Path, lines: int = 15) -> str:

@@ -23,7 +23,12 @@ from typing import Any
 KAFKA_VERSION = "4.1.1"
 APICURIO_VERSION = "3.3.3"
 
-DEFAULT_PORTS = {"kafka": 19092, "controller": 19093, "registry": 18081, "registry_management": 18082}
+DEFAULT_PORTS = {
+    "kafka": 19092,
+    "controller": 19093,
+    "registry": 18081,
+    "registry_management": 18082,
+}
 PORT_ENV = {
     "kafka": "TU_SANDBOX_KAFKA_PORT",
     "controller": "TU_SANDBOX_CONTROLLER_PORT",
@@ -57,7 +62,10 @@ def cache_dir() -> Path:
 
 
 def customer_topics(customer: str) -> dict[str, str]:
-    return {"insights": f"trackunit.{customer}.machine-insights", "raw": f"trackunit.{customer}.raw"}
+    return {
+        "insights": f"trackunit.{customer}.machine-insights",
+        "raw": f"trackunit.{customer}.raw",
+    }
 
 
 @dataclass

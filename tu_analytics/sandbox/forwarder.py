@@ -33,15 +33,18 @@ def run(root: Path) -> None:
     routes = {c: customer_topics(c) for c in state.customers}
 
     base = operator_kafka_config(state)
-    consumer = Consumer({
-        **base,
-        "group.id": FORWARDER_GROUP,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "enable.partition.eof": False,
-    })
-    producer = Producer({**base, "enable.idempotence": True, "linger.ms": 20,
-                         "batch.num.messages": 10000})
+    consumer = Consumer(
+        {
+            **base,
+            "group.id": FORWARDER_GROUP,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+    producer = Producer(
+        {**base, "enable.idempotence": True, "linger.ms": 20, "batch.num.messages": 10000}
+    )
     stopping = False
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -128,7 +128,9 @@ def _preflight(state: State, cache: Path) -> None:
     _jars.find_registry_java(21)
     if not _jars.jars_cached(cache):
         _jars.find_mvn()
-    busy = [f"{name} port {port}" for name, port in state.ports.items() if not _procs.port_free(port)]
+    busy = [
+        f"{name} port {port}" for name, port in state.ports.items() if not _procs.port_free(port)
+    ]
     if busy:
         hints = ", ".join(f"{PORT_ENV[n]}" for n in state.ports if f"{n} port" in " ".join(busy))
         raise SandboxError(
@@ -194,12 +196,18 @@ def _wait_backfill(state: State, root: Path, say: Say, timeout: float) -> None:
             raise SandboxError(f"backfill did not finish within {timeout:.0f} s")
         time.sleep(1)
     say(f"  backfill produced {prog.get('produced', 0):,} records; waiting for the forwarder")
-    consumer = Consumer({**operator_kafka_config(state), "group.id": FORWARDER_GROUP,
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {**operator_kafka_config(state), "group.id": FORWARDER_GROUP, "enable.auto.commit": False}
+    )
     try:
         md = consumer.list_topics(timeout=10)
-        tps = [TopicPartition(t, p) for t in PLATFORM_TOPICS.values() for p in md.topics[t].partitions]
-        ends = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+        tps = [
+            TopicPartition(t, p) for t in PLATFORM_TOPICS.values() for p in md.topics[t].partitions
+        ]
+        ends = {
+            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10)[1]
+            for tp in tps
+        }
         while True:
             committed = consumer.committed(tps, timeout=10)
             behind = sum(max(0, ends[(c.topic, c.partition)] - max(c.offset, 0)) for c in committed)
@@ -242,8 +250,14 @@ def status(*, root: Path | None = None) -> dict[str, Any]:
     root = root or sandbox_dir()
     state = load_state(root)
     if state is None:
-        return {"running": False, "directory": str(root), "customers": [],
-                "broker": None, "registry": None, "processes": {}}
+        return {
+            "running": False,
+            "directory": str(root),
+            "customers": [],
+            "broker": None,
+            "registry": None,
+            "processes": {},
+        }
     from .fleet import build_fleet
 
     fleet = build_fleet(state.seed)
@@ -269,7 +283,10 @@ def status(*, root: Path | None = None) -> dict[str, Any]:
 
 
 def env_vars(
-    *, root: Path | None = None, customer: str | None = None, fmt: str = "insights",
+    *,
+    root: Path | None = None,
+    customer: str | None = None,
+    fmt: str = "insights",
     admin: bool = False,
 ) -> dict[str, str]:
     root = root or sandbox_dir()
@@ -282,7 +299,12 @@ def env_vars(
     if name not in state.customers:
         raise SandboxError(f"unknown customer {name!r}; have: {', '.join(state.customers)}")
     creds = state.customers[name]
-    user, pw, sr_user, sr_pw = name, creds.kafka_password, creds.registry_username, creds.registry_password
+    user, pw, sr_user, sr_pw = (
+        name,
+        creds.kafka_password,
+        creds.registry_username,
+        creds.registry_password,
+    )
     if admin:
         op = state.operator
         user, pw, sr_user, sr_pw = OPERATOR, op.kafka_password, OPERATOR, op.registry_password

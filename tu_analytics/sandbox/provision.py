@@ -81,11 +81,15 @@ def create_topics(state: State) -> None:
     config = {"retention.ms": str(RETENTION_MS), "message.timestamp.type": "CreateTime"}
     # One partition per platform topic: the forwarder then sees records in receipt order and
     # each customer partition gets non-decreasing timestamps (the receipt order).
-    wanted = [NewTopic(t, num_partitions=1, replication_factor=1, config=config)
-              for t in PLATFORM_TOPICS.values()]
+    wanted = [
+        NewTopic(t, num_partitions=1, replication_factor=1, config=config)
+        for t in PLATFORM_TOPICS.values()
+    ]
     for customer in state.customers:
-        wanted += [NewTopic(t, num_partitions=CUSTOMER_PARTITIONS, replication_factor=1, config=config)
-                   for t in customer_topics(customer).values()]
+        wanted += [
+            NewTopic(t, num_partitions=CUSTOMER_PARTITIONS, replication_factor=1, config=config)
+            for t in customer_topics(customer).values()
+        ]
     todo = [t for t in wanted if t.topic not in existing]
     if not todo:
         return
@@ -103,10 +107,28 @@ def _acls(state: State) -> list[AclBinding]:
         principal = f"User:{customer}"
         for topic in customer_topics(customer).values():
             for op in (AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS):
-                out.append(AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL,
-                                      principal, "*", op, AclPermissionType.ALLOW))
-        out.append(AclBinding(ResourceType.GROUP, f"{customer}.", ResourcePatternType.PREFIXED,
-                              principal, "*", AclOperation.READ, AclPermissionType.ALLOW))
+                out.append(
+                    AclBinding(
+                        ResourceType.TOPIC,
+                        topic,
+                        ResourcePatternType.LITERAL,
+                        principal,
+                        "*",
+                        op,
+                        AclPermissionType.ALLOW,
+                    )
+                )
+        out.append(
+            AclBinding(
+                ResourceType.GROUP,
+                f"{customer}.",
+                ResourcePatternType.PREFIXED,
+                principal,
+                "*",
+                AclOperation.READ,
+                AclPermissionType.ALLOW,
+            )
+        )
     return out
 
 
@@ -119,8 +141,16 @@ def create_acls(state: State, timeout: float = 30) -> None:
         except KafkaException as exc:
             raise SandboxError(f"creating ACL {binding} failed: {exc}") from exc
     # ACL writes go through the controller; wait until the broker serves them.
-    any_filter = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
-                                  AclOperation.ANY, AclPermissionType.ANY)
+    anything: Any = None  # None matches any name, principal and host in a filter
+    any_filter = AclBindingFilter(
+        ResourceType.ANY,
+        anything,
+        ResourcePatternType.ANY,
+        anything,
+        anything,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         have = client.describe_acls(any_filter).result()
@@ -143,8 +173,10 @@ def register_schemas(state: State) -> dict[str, int]:
         "insights.2": schema_text("machine_insights_v2.avsc"),
         "raw.1": schema_text("raw_v1.avsc"),
     }
-    topics: dict[str, list[str]] = {"insights": [PLATFORM_TOPICS["insights"]],
-                                     "raw": [PLATFORM_TOPICS["raw"]]}
+    topics: dict[str, list[str]] = {
+        "insights": [PLATFORM_TOPICS["insights"]],
+        "raw": [PLATFORM_TOPICS["raw"]],
+    }
     for customer in state.customers:
         for fmt, topic in customer_topics(customer).items():
             topics[fmt].append(topic)

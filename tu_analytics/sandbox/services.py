@@ -51,35 +51,37 @@ def _server_properties(state: State, data: Path) -> str:
         f'username="{OPERATOR}" password="{state.operator.kafka_password}" {users};'
     )
     # Comments stay on their own lines: in .properties an inline '#' becomes part of the value.
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@{HOST}:{p['controller']}",
-        f"listeners=SASL_PLAINTEXT://{HOST}:{p['kafka']},CONTROLLER://{HOST}:{p['controller']}",
-        f"advertised.listeners=SASL_PLAINTEXT://{HOST}:{p['kafka']}",
-        "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=SASL_PLAINTEXT",
-        "sasl.enabled.mechanisms=PLAIN",
-        "sasl.mechanism.inter.broker.protocol=PLAIN",
-        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
-        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        "# ANONYMOUS is the broker itself on the PLAINTEXT controller listener (registration).",
-        f"super.users=User:{OPERATOR};User:ANONYMOUS",
-        "allow.everyone.if.no.acl.found=false",
-        f"log.dirs={data}",
-        "num.partitions=3",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=3",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=false",
-        "log.retention.hours=336",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{HOST}:{p['controller']}",
+            f"listeners=SASL_PLAINTEXT://{HOST}:{p['kafka']},CONTROLLER://{HOST}:{p['controller']}",
+            f"advertised.listeners=SASL_PLAINTEXT://{HOST}:{p['kafka']}",
+            "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms=PLAIN",
+            "sasl.mechanism.inter.broker.protocol=PLAIN",
+            f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "# ANONYMOUS is the broker itself on the PLAINTEXT controller listener (registration).",
+            f"super.users=User:{OPERATOR};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found=false",
+            f"log.dirs={data}",
+            "num.partitions=3",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=3",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "log.retention.hours=336",
+            "",
+        ]
+    )
 
 
 def marker(root: Path) -> str:
@@ -100,21 +102,47 @@ def start_broker(root: Path, cache: Path, state: State) -> int:
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(props), "-g"],
-            capture_output=True, text=True, check=False, timeout=120,
+            [
+                java,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+                "-g",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
         )
         if fmt.returncode != 0:
             raise SandboxError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
     argv = [
-        java, "-Xms128m", f"-Xmx{os.environ.get('TU_SANDBOX_KAFKA_HEAP', '768m')}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+        java,
+        "-Xms128m",
+        f"-Xmx{os.environ.get('TU_SANDBOX_KAFKA_HEAP', '768m')}",
+        "-XX:+UseG1GC",
+        "-XX:TieredStopAtLevel=1",
         f"-Dlog4j2.configurationFile={kdir / 'log4j2.properties'}",
         f"-Dtu.sandbox={marker(root)}",
-        "-cp", classpath, "kafka.Kafka", str(props),
+        "-cp",
+        classpath,
+        "kafka.Kafka",
+        str(props),
     ]
     pid = _procs.spawn(argv, kdir / "broker.stdout")
-    _procs.wait_for("the Kafka broker", lambda: _procs.port_open(state.ports["kafka"]),
-                    90, pid, marker(root), log)
+    _procs.wait_for(
+        "the Kafka broker",
+        lambda: _procs.port_open(state.ports["kafka"]),
+        90,
+        pid,
+        marker(root),
+        log,
+    )
     return pid
 
 
@@ -138,12 +166,14 @@ def start_registry(root: Path, cache: Path, state: State) -> int:
         "apicurio.rules.global.compatibility=BACKWARD",
         f"apicurio.datasource.url=jdbc:h2:file:{rdir / 'db'};DB_CLOSE_ON_EXIT=FALSE",
         "quarkus.log.level=WARN",
-        f"quarkus.log.file.enabled=true",
+        "quarkus.log.file.enabled=true",
         f"quarkus.log.file.path={rdir / 'registry.log'}",
         "quarkus.log.console.enabled=false",
     ]
     for c in state.customers.values():
-        props.append(f"quarkus.security.users.embedded.users.{c.registry_username}={c.registry_password}")
+        props.append(
+            f"quarkus.security.users.embedded.users.{c.registry_username}={c.registry_password}"
+        )
         props.append(f"quarkus.security.users.embedded.roles.{c.registry_username}=sr-readonly")
     # Passwords go through a file, not the command line, where `ps` would show them.
     # Quarkus reads ./config/application.properties from its working directory.
@@ -152,9 +182,13 @@ def start_registry(root: Path, cache: Path, state: State) -> int:
     (conf / "application.properties").write_text("\n".join(props) + "\n")
     (conf / "application.properties").chmod(0o600)
     argv = [
-        java, "-Xms64m", f"-Xmx{os.environ.get('TU_SANDBOX_REGISTRY_HEAP', '512m')}", "-XX:TieredStopAtLevel=1",
+        java,
+        "-Xms64m",
+        f"-Xmx{os.environ.get('TU_SANDBOX_REGISTRY_HEAP', '512m')}",
+        "-XX:TieredStopAtLevel=1",
         f"-Dtu.sandbox={marker(root)}",
-        "-jar", str(apicurio_home(cache) / "quarkus-run.jar"),
+        "-jar",
+        str(apicurio_home(cache) / "quarkus-run.jar"),
     ]
     log = rdir / "registry.stdout"
     pid = _procs.spawn(argv, log, cwd=rdir)

@@ -70,13 +70,15 @@ def schema_id_map(state: State) -> dict[tuple[str, int], int]:
     return {(k.split(".")[0], int(k.split(".")[1])): v for k, v in state.schema_ids.items()}
 
 
-def batches(sim: Simulator, state: State, start_ms: int, end_ms: int
-            ) -> Iterator[list[tuple[bytes, bytes, int, str, str]]]:
+def batches(
+    sim: Simulator, state: State, start_ms: int, end_ms: int
+) -> Iterator[list[tuple[bytes, bytes, int, str, str]]]:
     yield from sim.encoded_batches(_dt(start_ms), _dt(end_ms), schema_id_map(state))
 
 
-def produce_all(producer: Producer, batch: list[tuple[bytes, bytes, int, str, str]],
-                skip_before_ms: int = 0) -> int:
+def produce_all(
+    producer: Producer, batch: list[tuple[bytes, bytes, int, str, str]], skip_before_ms: int = 0
+) -> int:
     n = 0
     for key, value, ts, _customer, fmt in batch:
         if ts < skip_before_ms:
@@ -105,9 +107,15 @@ def run(root: Path) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
 
-    producer = Producer({**operator_kafka_config(state), "enable.idempotence": True,
-                         "linger.ms": 50, "batch.num.messages": 10000,
-                         "queue.buffering.max.messages": 500000})
+    producer = Producer(
+        {
+            **operator_kafka_config(state),
+            "enable.idempotence": True,
+            "linger.ms": 50,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 500000,
+        }
+    )
     sim = simulator_for(state)
     done = int(read_progress(root).get("until_ms", state.epoch_ms))
     cursor = state.epoch_ms

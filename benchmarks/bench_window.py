@@ -1,0 +1,174 @@
+"""A 1,000,000-record window pulled from the sandbox, end to end.
+
+Loads ``--records`` simulated Machine Insights records (the sandbox's own simulator and
+encoder, real schema ids) into a dedicated 3-partition topic of the running sandbox — or of
+one this script starts and stops — then times ``connect(...).window(start, end)`` over all
+of them: plan, fetch, registry lookups, decode, flatten. Each round runs in a fresh
+subprocess that samples its RSS every 5 ms, so peak memory is measured, not estimated.
+
+    .venv/bin/python benchmarks/bench_window.py                    # 1,000,000 records, 3 rounds
+    .venv/bin/python benchmarks/bench_window.py --records 200000 --rounds 5 --json window.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+TOPIC = "bench.machine-insights"
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def one_round(env: dict[str, str], start: str, end: str) -> dict[str, float]:
+    """Runs in a subprocess: one window, with an RSS sampler thread."""
+    import threading
+
+    import tu_analytics as tu
+
+    base = _rss_mb()
+    peak = [base]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.005)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    conn = tu.connect(tu.Settings.resolve(env=env))
+    t0 = time.perf_counter()
+    win = conn.window(start, end, progress=False, max_records=None)
+    secs = time.perf_counter() - t0
+    stop.set()
+    t.join()
+    frames_mb = sum(df.estimated_size() for df in win.frames.values()) / 2**20
+    return {
+        "records": win.main.height + win.errors.height,
+        "errors": win.errors.height,
+        "seconds": secs,
+        "records_per_s": (win.main.height + win.errors.height) / secs,
+        "peak_rss_mb": peak[0] - base,
+        "frames_mb": frames_mb,
+        "peak_over_frames": (peak[0] - base) / frames_mb if frames_mb else float("nan"),
+        "columns": win.main.width,
+    }
+
+
+def load(state, n: int) -> tuple[int, int]:
+    """Write n simulated records to the bench topic (once); return their time span (ms)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from tu_analytics.sandbox.fleet import build_fleet
+    from tu_analytics.sandbox.provision import operator_kafka_config
+    from tu_analytics.sandbox.simulator import Simulator
+    from tu_analytics.sandbox.streamer import schema_id_map
+
+    conf = operator_kafka_config(state)
+    admin = AdminClient(conf)
+    if TOPIC in admin.list_topics(timeout=10).topics:
+        admin.delete_topics([TOPIC])[TOPIC].result()
+        time.sleep(2)
+    # Infinite retention: the simulated receipt times reach back months.
+    admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1,
+                                  config={"retention.ms": "-1"})])[TOPIC].result()
+    producer = Producer({**conf, "linger.ms": 50, "batch.num.messages": 10000,
+                         "queue.buffering.max.messages": 1_000_000, "compression.type": "none"})
+    sim = Simulator(build_fleet(state.seed), seed=state.seed,
+                    v2_from=datetime.now(UTC) - timedelta(days=60))
+    start = datetime.now(UTC) - timedelta(days=200)
+    ids = schema_id_map(state)
+    sent, first, last = 0, None, 0
+    t0 = time.perf_counter()
+    for batch in sim.encoded_batches(start, datetime.now(UTC), ids, formats=("insights",)):
+        for key, value, ts, _c, _f in batch:
+            if sent >= n:
+                break
+            while True:
+                try:
+                    producer.produce(TOPIC, value, key, timestamp=ts)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            first = ts if first is None else first
+            last = ts
+            sent += 1
+        producer.poll(0)
+        if sent >= n:
+            break
+    assert producer.flush(120) == 0
+    print(f"loaded {sent:,} records in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    assert first is not None
+    return first, last + 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--round", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.round:
+        spec = json.loads(args.round)
+        print(json.dumps(one_round(spec["env"], spec["start"], spec["end"])))
+        return
+
+    from tu_analytics.sandbox import manager
+    from tu_analytics.sandbox._state import load_state, sandbox_dir
+
+    root = sandbox_dir()
+    started = None
+    st = load_state(root)
+    if st is None or not manager.is_running(st, root):
+        root = Path(tempfile.mkdtemp()) / "sandbox"
+        print(f"starting a sandbox in {root}", file=sys.stderr)
+        manager.up(root=root, backfill_days=0.05, say=lambda m: print(m, file=sys.stderr))
+        started = root
+        st = load_state(root)
+    try:
+        assert st is not None
+        a, b = load(st, args.records)
+        env = manager.env_vars(root=root, admin=True)
+        env["TU_TOPIC"] = TOPIC
+        spec = json.dumps({"env": env, "start": datetime.fromtimestamp(a / 1000, UTC).isoformat(),
+                           "end": datetime.fromtimestamp(b / 1000, UTC).isoformat()})
+        rounds = []
+        for i in range(args.rounds):
+            out = subprocess.run([sys.executable, __file__, "--round", spec], capture_output=True,
+                                 text=True, check=True, env={**os.environ, "TU_SANDBOX_DIR": str(root)})
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            rounds.append(r)
+            print(f"round {i + 1}: {r['records']:,} records in {r['seconds']:.2f} s "
+                  f"({r['records_per_s']:,.0f}/s), peak +{r['peak_rss_mb']:,.0f} MB, "
+                  f"frames {r['frames_mb']:,.0f} MB", file=sys.stderr)
+        med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        print("\n| measure | median of %d rounds |" % len(rounds))
+        print("|---|---|")
+        print(f"| records | {med['records']:,.0f} ({med['errors']:.0f} errors) |")
+        print(f"| end-to-end seconds | {med['seconds']:.2f} |")
+        print(f"| records/s | {med['records_per_s']:,.0f} |")
+        print(f"| peak RSS above start | {med['peak_rss_mb']:,.0f} MB |")
+        print(f"| final frames (estimated_size) | {med['frames_mb']:,.0f} MB ({med['columns']:.0f} main columns) |")
+        print(f"| peak / frames | {med['peak_over_frames']:.2f}x |")
+        if args.json:
+            args.json.write_text(json.dumps({"rounds": rounds, "median": med}, indent=1))
+    finally:
+        if started is not None:
+            manager.down(root=started)
+
+
+if __name__ == "__main__":
+    main()

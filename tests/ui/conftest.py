@@ -1,0 +1,211 @@
+"""Fixtures for the browser tier: a real JupyterLab server and headless Chromium.
+
+The server runs on 127.0.0.1 on a free port with token auth, a temporary root directory and its
+own config, settings, workspace and runtime directories (nothing of the user's Jupyter setup is
+read or written), and the session sandbox's TU_* variables in its environment, so its kernels
+connect to the sandbox. It is started once per module and stopped at the end, kernels included.
+Chromium is Debian's (/usr/bin/chromium), driven by Playwright; screenshots go to artifacts/ui/.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts" / "ui"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+    log: Path
+    pid: int
+
+    def open_url(self, notebook: str) -> str:
+        return f"{self.url}/lab/tree/{notebook}?token={self.token}"
+
+    def api(self, path: str) -> object:
+        req = urllib.request.Request(f"{self.url}{path}",
+                                     headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.load(resp)
+
+
+def _write_settings(settings: Path) -> None:
+    """JupyterLab user settings for a quiet, deterministic page."""
+    files = {
+        # No news or update check (no network here, and no toast over the notebook).
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false", "checkForUpdates": False},
+        # Render every cell: no virtual scrolling that would defer off-screen outputs.
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    }
+    for rel, value in files.items():
+        path = settings / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+
+
+@pytest.fixture(scope="module")
+def lab(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("jupyterlab")
+    root, settings = base / "root", base / "settings"
+    root.mkdir()
+    _write_settings(settings)
+    port, token = _free_port(), secrets.token_hex(24)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TU_", "JUPYTER"))}
+    env.update(sandbox.env())
+    env.update({
+        "JUPYTER_CONFIG_DIR": str(base / "config"),
+        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        "IPYTHONDIR": str(base / "ipython"),
+        "TU_SANDBOX_DIR": str(sandbox.root),
+    })
+    log = base / "server.log"
+    cmd = [
+        sys.executable, "-m", "jupyterlab",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.terminals_enabled=False",
+        f"--LabApp.user_settings_dir={settings}",
+        f"--LabApp.workspaces_dir={base / 'workspaces'}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI often run as root
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    server = Lab(f"http://127.0.0.1:{port}", token, root, log, proc.pid)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                server.api("/api/status")
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"JupyterLab did not answer in 60 s:\n{log.read_text()}")
+                time.sleep(0.2)
+        yield server
+    finally:
+        _stop_server(proc)
+
+
+def _stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM lets the server shut its kernels down; whatever is left of the server's own
+    process group (it was started in a new session) is killed after 20 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group we created: kernels left behind, if any
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def colour_pixels(browser):
+    """``count(png, {"name": "#rrggbb"}) -> {"name": pixels}``: how many pixels of a screenshot
+    are within ``tolerance`` (per RGB channel) of each colour. The browser decodes the PNG (no
+    imaging library needed here)."""
+
+    def count(png: bytes, colours: dict[str, str], tolerance: int = 24) -> dict[str, int]:
+        return _colour_pixels(browser, png, colours, tolerance)
+
+    return count
+
+
+def _colour_pixels(browser, png: bytes, colours: dict[str, str], tolerance: int) -> dict[str, int]:
+    page = browser.new_page()
+    try:
+        page.set_content("<canvas id='c'></canvas>")
+        return page.evaluate(
+            """async ([b64, colours, tol]) => {
+                const img = new Image();
+                img.src = 'data:image/png;base64,' + b64;
+                await img.decode();
+                const c = document.getElementById('c');
+                c.width = img.width; c.height = img.height;
+                const ctx = c.getContext('2d');
+                ctx.drawImage(img, 0, 0);
+                const d = ctx.getImageData(0, 0, c.width, c.height).data;
+                const want = Object.entries(colours).map(([k, hex]) => [k, [1, 3, 5].map(
+                    i => parseInt(hex.slice(i, i + 2), 16))]);
+                const out = Object.fromEntries(want.map(([k]) => [k, 0]));
+                for (let p = 0; p < d.length; p += 4) {
+                    for (const [k, [r, g, b]] of want) {
+                        if (Math.abs(d[p] - r) <= tol && Math.abs(d[p + 1] - g) <= tol
+                            && Math.abs(d[p + 2] - b) <= tol) out[k]++;
+                    }
+                }
+                return out;
+            }""",
+            [base64.b64encode(png).decode(), colours, tolerance],
+        )
+    finally:
+        page.close()
