@@ -6,8 +6,8 @@ import os
 import random
 import signal
 import subprocess
-import threading
 import sys
+import threading
 import time
 import warnings
 from datetime import UTC, datetime, timedelta
