@@ -25,7 +25,7 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || scripts/install-chromium
 
 demo: jars
-	$(BIN)/tu-analytics demo
+	$(BIN)/tu-analytics demo $(DEMO_ARGS)
 
 test: jars browser
 	bash scripts/run-tests

@@ -57,7 +57,9 @@ def schema_text(name: str) -> str:
 
 
 def admin(state: State) -> AdminClient:
-    return AdminClient(operator_kafka_config(state))
+    # log_level 3: librdkafka's informational chatter (queue purges on close) stays out of
+    # the progress output; errors still show.
+    return AdminClient({**operator_kafka_config(state), "log_level": 3})
 
 
 def wait_broker_ready(state: State, timeout: float = 60) -> None:
