@@ -58,6 +58,9 @@ _FUEL = "FuelLevel"
 # continuous colouring and the machines that have no value for it.
 _TRAILS = 0
 _STATE0 = 1
+# Later traces draw on top: machines at one site overlap, and a working machine should not
+# hide under an idle one. The legend keeps the STATES order through legendrank.
+_DRAW_ORDER: tuple[str, ...] = tuple(reversed(STATES))
 _VALUE = _STATE0 + len(STATES)
 _NO_VALUE = _VALUE + 1
 _HOVER = (
@@ -286,10 +289,11 @@ def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
             lat=[],
             lon=[],
             legendgroup="state",
+            legendrank=1000 + STATES.index(state),
             marker={"size": 11, "color": STATE_COLOURS[state]},
             hovertemplate=_HOVER + "<extra></extra>",
         )
-        for state in STATES
+        for state in _DRAW_ORDER
     ]
     traces += [
         go.Scattermap(
@@ -360,7 +364,7 @@ def _apply(fig: Any, data: MapData, *, fit: bool, width: int = 900) -> None:
     with fig.batch_update():
         lats, lons = _trail_arrays(data.trails)
         fig.data[_TRAILS].update(lat=lats, lon=lons, visible=data.options.trails)
-        for i, state in enumerate(STATES):
+        for i, state in enumerate(_DRAW_ORDER):
             subset = m.filter(pl.col("state") == state) if by_state else m.clear()
             fig.data[_STATE0 + i].update(visible=by_state, **_points(subset))
         valued = m.filter(pl.col("value").is_not_null()) if not by_state else m.clear()
