@@ -192,7 +192,20 @@ def customer_records(sandbox) -> list[tuple[int, bytes, bytes]]:
 # -- kernel-side code ----------------------------------------------------------------------------
 
 SETUP = """
-import asyncio, json, time
+import asyncio, json, time, traceback, warnings
+
+# Warnings from anywhere in the kernel (the pump's task, widget comms), not only from a cell,
+# with the tu_analytics line that led to them.
+warned = []
+_show = warnings.showwarning
+def _record(message, category, filename, lineno, file=None, line=None):
+    ours = [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_stack()
+            if "/tu_analytics/" in f.filename]
+    warned.append(f"{category.__name__}: {message} ({filename}:{lineno}; from {ours[-3:]})")
+    _show(message, category, filename, lineno, file, line)
+warnings.showwarning = _record
+# Every message jupyter_client could not serialise, not only the first per line.
+warnings.filterwarnings("always", category=UserWarning, module="jupyter_client.session")
 from datetime import UTC, datetime, timedelta
 import polars as pl
 import tu_analytics as tu
@@ -239,7 +252,8 @@ def same_frame(x, y):
     bits of a float sum can differ between two runs on the same frame).'''
     keys = [c for c in ("MachineId", "date", "bucket_start", "hour") if c in x.columns]
     try:
-        assert_frame_equal(x.sort(keys), y.sort(keys), check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+        assert_frame_equal(x.sort(keys), y.sort(keys), check_exact=False, rel_tol=1e-9,
+                           abs_tol=1e-9)
     except AssertionError:
         return False
     return True
@@ -249,14 +263,18 @@ def same_utilisation(a, b):
 
 def problems():
     return {"tail_error": repr(tail.error) if tail.error else None, "pump_errors": len(pump.errors),
-            "map_errors": m.errors.messages, "utilisation_errors": u.errors.messages}
+            "map_errors": m.errors.messages, "utilisation_errors": u.errors.messages,
+            "warnings": warned}
 """
 
 
 def _no_problems(kernel: Kernel) -> None:
     got = kernel.run("print(json.dumps(problems()))").json()
+    warned = got.pop("warnings")
     assert got == {"tail_error": None, "pump_errors": 0, "map_errors": [],
                    "utilisation_errors": []}
+    distinct = sorted(set(warned))
+    assert not warned, f"{len(warned)} warning(s) in the kernel:\n" + "\n".join(distinct)
 
 
 # -- the tests -----------------------------------------------------------------------------------
@@ -304,7 +322,8 @@ valid = win.main.filter(pl.col("Latitude").is_not_null() & pl.col("Longitude").i
                         & ~((pl.col("Latitude") == 0) & (pl.col("Longitude") == 0)))
 independent = (valid.sort("Location_datetime", "kafka_timestamp", "offset")
                .group_by("MachineId").last()
-               .select("MachineId", pl.col("Latitude").cast(pl.Float64), pl.col("Longitude").cast(pl.Float64)))
+               .select("MachineId", pl.col("Latitude").cast(pl.Float64),
+                       pl.col("Longitude").cast(pl.Float64)))
 print(json.dumps({
     "attempts": attempt + 1,
     "records": frame.height,
@@ -316,9 +335,13 @@ print(json.dumps({
     "utilisation_equal": same_utilisation(u.data, prepare_utilisation(win.main)),
     "fleet_rows": u.data.fleet.height,
     "redraws": pump.redraws,
+    "last_10_min": frame.filter(pl.col("kafka_timestamp") >= end - timedelta(minutes=10)).height,
 }))
 """)
     got = res.json()
+    print(f"{got['records']} records in the last hour from {got['window_machines']} machines, "
+          f"{len(got['map'])} on the map; {got['last_10_min']} arrived in the last 10 min; "
+          f"matched a window after {got['attempts']} attempt(s)")
     assert got["records"] == got["window_records"] > 0
     assert got["map"], "the map shows no machine"
     # The map shows exactly what its own preparation gives on the window of the same records ...
@@ -348,7 +371,8 @@ def test_new_records_reach_the_views(sandbox, start_kernel, customer_records) ->
     recent = [r for r in customer_records if r[0] >= now_ms - 6 * 3_600_000]
     older = [r for r in recent if r[0] < now_ms - 3 * 3_600_000]
     newer = [r for r in recent if r[0] >= now_ms - 3 * 3_600_000]
-    assert older and newer
+    assert older
+    assert newer
     k = start_kernel({**admin, "TU_TOPIC": topic})
     k.run(SETUP)
     k.run(f"""
@@ -365,7 +389,8 @@ print(json.dumps({{"version": v0, "records": tail.stats.records, "rows": frame0.
                    "fleet": util0.fleet.height}}))
 """).json()
     assert before["records"] == before["rows"] == first
-    assert before["version"] >= 1 and before["fleet"] > 0
+    assert before["version"] >= 1
+    assert before["fleet"] > 0
 
     second = _replay(admin, topic, newer)
     after = k.run(f"""
@@ -388,7 +413,8 @@ print(json.dumps({{
     assert after["version"] > before["version"]
     assert after["records"] == after["rows"] == first + second
     assert after["view_is_recomputed"] is True
-    assert after["fleet_changed"] is True and after["daily_changed"] is True
+    assert after["fleet_changed"] is True
+    assert after["daily_changed"] is True
     assert after["util_fn_changed"] is True
     # Three more hours of counter readings add operating hours.
     assert after["operating_after"] > after["operating_before"]
@@ -463,7 +489,8 @@ print(json.dumps({{"elapsed": elapsed, "redraws": pump.redraws, "ticks": pump.ti
           f"{stats['redraws']} redraws of {stats['batches']} batches in {stats['elapsed']:.1f} s")
     assert rate >= 2_000, f"the tail ingested only {rate:,.0f} records/s"
     assert len(during) >= 10, "too few cells ran during the ingest to judge responsiveness"
-    assert slowest < 1.0, f"a trivial cell took {slowest:.2f} s: {[round(s[1], 3) for s in samples]}"
+    assert slowest < 1.0, (
+        f"a trivial cell took {slowest:.2f} s: {[round(s[1], 3) for s in samples]}")
     assert 1 <= stats["redraws"] <= RATE_HZ * stats["elapsed"] + 1
     assert stats["batches"] > 2 * stats["redraws"], "the pump did not coalesce batches"
     assert stats["ticks"] <= RATE_HZ * stats["elapsed"] + 1

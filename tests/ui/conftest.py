@@ -10,6 +10,7 @@ Chromium is Debian's (/usr/bin/chromium), driven by Playwright; screenshots go t
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -75,8 +76,11 @@ def _write_settings(settings: Path) -> None:
         # No news or update check (no network here, and no toast over the notebook).
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
             "fetchNews": "false", "checkForUpdates": False},
-        # Render every cell: no virtual scrolling that would defer off-screen outputs.
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        # Render every cell: no virtual scrolling that would defer off-screen outputs. Start the
+        # notebook's kernel without asking (a "Select Kernel" dialog shows when the notebook
+        # opens before the kernel specs are loaded).
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+            "windowingMode": "none", "autoStartDefaultKernel": True},
     }
     for rel, value in files.items():
         path = settings / rel
@@ -129,9 +133,10 @@ def lab(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             try:
                 server.api("/api/status")
                 break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not answer in 60 s:\n{log.read_text()}")
+                    raise RuntimeError(
+                        f"JupyterLab did not answer in 60 s:\n{log.read_text()}") from exc
                 time.sleep(0.2)
         yield server
     finally:
@@ -148,10 +153,8 @@ def _stop_server(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # the group we created: kernels left behind, if any
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ them last; tests/integration/test_notebooks.py runs every notebook instead.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -18,10 +19,9 @@ _SKIP = {".venv", "venv", ".git", "node_modules", ".ipynb_checkpoints", "build",
 
 def _notebooks() -> list[Path]:
     found = []
-    for path in ROOT.rglob("*.ipynb"):
-        rel = path.relative_to(ROOT)
-        if not _SKIP.intersection(rel.parts[:-1]):
-            found.append(path)
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in _SKIP]  # never descend into .venv and friends
+        found += [Path(folder) / f for f in files if f.endswith(".ipynb")]
     return sorted(found)
 
 

@@ -136,8 +136,10 @@ def _base_figures(height: int) -> dict[str, go.Figure]:
     return {"daily": daily, "fleet": fleet, "hour_of_day": heat}
 
 
-def _floats(series: pl.Series) -> np.ndarray[Any, Any]:
-    return series.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+def _floats(series: pl.Series, scale: float = 1.0) -> list[float | None]:
+    # Nulls go out as None (JSON null: a gap in the line). NaN is not valid JSON, and
+    # jupyter_client would send it as the string "nan" with a warning under the widget.
+    return (series.cast(pl.Float64) * scale).fill_nan(None).to_list()
 
 
 def _apply(figs: dict[str, Any], data: UtilisationData, *, base_height: int) -> None:
@@ -151,21 +153,18 @@ def _apply(figs: dict[str, Any], data: UtilisationData, *, base_height: int) -> 
 
     f = data.fleet
     local = f.get_column("bucket_start").dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-    custom = (
-        np.column_stack(
-            [
-                f.get_column("machines_reporting").cast(pl.Int64).to_numpy(),
-                _floats(f.get_column("operating_hours")),
-                _floats(f.get_column("idle_hours")),
-            ]
-        )
-        if f.height
-        else np.empty((0, 3))
-    )
+    custom = [
+        list(row)
+        for row in f.select(
+            pl.col("machines_reporting").cast(pl.Int64),
+            pl.col("operating_hours").cast(pl.Float64).fill_nan(None),
+            pl.col("idle_hours").cast(pl.Float64).fill_nan(None),
+        ).rows()
+    ]
     with figs["fleet"].batch_update():
         figs["fleet"].data[0].update(
             x=local.to_numpy(),
-            y=_floats(f.get_column("utilisation")) * 100,
+            y=_floats(f.get_column("utilisation"), 100.0),
             customdata=custom,
         )
         figs["fleet"].layout.xaxis.title = f"bucket start (UTC, every {data.every})"
@@ -177,7 +176,8 @@ def _apply(figs: dict[str, Any], data: UtilisationData, *, base_height: int) -> 
         wide = h.pivot(on="hour", index="label", values="operating_hours", sort_columns=True)
         hours = [str(i) for i in range(24)]
         wide = wide.with_columns(pl.lit(0.0).alias(c) for c in hours if c not in wide.columns)
-        z = wide.select(hours).cast(pl.Float64).to_numpy()
+        # An hour with no reading in the heatmap is no operation: 0, never NaN (see _floats).
+        z = wide.select(hours).cast(pl.Float64).fill_null(0.0).fill_nan(0.0).to_numpy()
         labels = wide.get_column("label").to_list()
     with figs["hour_of_day"].batch_update():
         figs["hour_of_day"].data[0].update(z=z, y=labels)
