@@ -272,7 +272,7 @@ def test_broker_paused_mid_window_completes_or_fails_clearly(sandbox, settled, m
     # when it is paused.
     conn = sandbox.connect(
         extra_kafka={
-            "fetch.max.bytes": "65536",
+            "fetch.max.bytes": "1000000",
             "max.partition.fetch.bytes": "65536",
             "queued.max.messages.kbytes": "64",
         }

@@ -108,8 +108,8 @@ def start_broker(root: Path, cache: Path, state: State) -> int:
                 classpath,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",  # '=': a random id may start with '-'
+
                 "-c",
                 str(props),
                 "-g",
