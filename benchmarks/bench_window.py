@@ -38,6 +38,21 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _busy_cpu_s() -> float:
+    """CPU seconds all processes spent busy (every core), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def one_round(env: dict[str, str], start: str, end: str) -> dict[str, float]:
     """Runs in a subprocess: one window, with an RSS sampler thread."""
     import threading
@@ -57,7 +72,9 @@ def one_round(env: dict[str, str], start: str, end: str) -> dict[str, float]:
     t.start()
     from tu_analytics import _kafka
 
-    # Time spent inside the fetch call (everything from assign to the last record read).
+    # Time inside the fetch call: from assign to the last record read (chunks are decoded
+    # on worker threads meanwhile; the rest of the window's time is decode catching up,
+    # then flatten).
     fetch_s = [0.0]
     real_fetch = _kafka.fetch
 
@@ -68,11 +85,14 @@ def one_round(env: dict[str, str], start: str, end: str) -> dict[str, float]:
         finally:
             fetch_s[0] += time.perf_counter() - f0
 
-    _kafka.fetch = timed_fetch  # type: ignore[assignment]
+    _kafka.fetch = timed_fetch
     conn = tu.connect(tu.Settings.resolve(env=env))
+    busy0, own0 = _busy_cpu_s(), _own_cpu_s()
     t0 = time.perf_counter()
     win = conn.window(start, end, progress=False, max_records=None)
     secs = time.perf_counter() - t0
+    # The machine is shared: CPU time other processes (the broker included) used meanwhile.
+    others = (_busy_cpu_s() - busy0) - (_own_cpu_s() - own0)
     stop.set()
     t.join()
     frames_mb = sum(df.estimated_size() for df in win.frames.values()) / 2**20
@@ -86,10 +106,12 @@ def one_round(env: dict[str, str], start: str, end: str) -> dict[str, float]:
         "frames_mb": frames_mb,
         "peak_over_frames": (peak[0] - base) / frames_mb if frames_mb else float("nan"),
         "columns": win.main.width,
+        "cpu_s": _own_cpu_s() - own0,
+        "others_cpu_s": others,
     }
 
 
-def reusable(state, root: Path, n: int) -> tuple[int, int] | None:
+def reusable(state: Any, root: Path, n: int) -> tuple[int, int] | None:
     """The span of an earlier load when the bench topic still holds exactly those n records."""
     from confluent_kafka import Consumer, TopicPartition
 
@@ -115,7 +137,7 @@ def reusable(state, root: Path, n: int) -> tuple[int, int] | None:
     return (int(span["first"]), int(span["end"])) if held == n else None
 
 
-def load(state, n: int) -> tuple[int, int]:
+def load(state: Any, n: int) -> tuple[int, int]:
     """Write n simulated records to the bench topic (once); return their time span (ms)."""
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -131,12 +153,21 @@ def load(state, n: int) -> tuple[int, int]:
         admin.delete_topics([TOPIC])[TOPIC].result()
         time.sleep(2)
     # Infinite retention: the simulated receipt times reach back months.
-    admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1,
-                                  config={"retention.ms": "-1"})])[TOPIC].result()
-    producer = Producer({**conf, "linger.ms": 50, "batch.num.messages": 10000,
-                         "queue.buffering.max.messages": 1_000_000, "compression.type": "none"})
-    sim = Simulator(build_fleet(state.seed), seed=state.seed,
-                    v2_from=datetime.now(UTC) - timedelta(days=60))
+    admin.create_topics(
+        [NewTopic(TOPIC, num_partitions=3, replication_factor=1, config={"retention.ms": "-1"})]
+    )[TOPIC].result()
+    producer = Producer(
+        {
+            **conf,
+            "linger.ms": 50,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 1_000_000,
+            "compression.type": "none",
+        }
+    )
+    sim = Simulator(
+        build_fleet(state.seed), seed=state.seed, v2_from=datetime.now(UTC) - timedelta(days=60)
+    )
     start = datetime.now(UTC) - timedelta(days=200)
     ids = schema_id_map(state)
     sent, first, last = 0, None, 0
@@ -164,17 +195,23 @@ def load(state, n: int) -> tuple[int, int]:
 
 
 def save_span(root: Path, n: int, span: tuple[int, int]) -> None:
-    (root / SPAN_FILE).write_text(json.dumps({"topic": TOPIC, "records": n, "first": span[0],
-                                              "end": span[1]}))
+    (root / SPAN_FILE).write_text(
+        json.dumps({"topic": TOPIC, "records": n, "first": span[0], "end": span[1]})
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--reuse", action="store_true",
-                    help="skip loading when the topic already holds --records records")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="skip loading when the topic already holds --records records",
+    )
     ap.add_argument("--round", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.round:
@@ -206,25 +243,49 @@ def main() -> None:
         a, b = span
         env = manager.env_vars(root=root, admin=True)
         env["TU_TOPIC"] = TOPIC
-        spec = json.dumps({"env": env, "start": datetime.fromtimestamp(a / 1000, UTC).isoformat(),
-                           "end": datetime.fromtimestamp(b / 1000, UTC).isoformat()})
+        spec = json.dumps(
+            {
+                "env": env,
+                "start": datetime.fromtimestamp(a / 1000, UTC).isoformat(),
+                "end": datetime.fromtimestamp(b / 1000, UTC).isoformat(),
+            }
+        )
         rounds = []
         for i in range(args.rounds):
-            out = subprocess.run([sys.executable, __file__, "--round", spec], capture_output=True,
-                                 text=True, check=True, env={**os.environ, "TU_SANDBOX_DIR": str(root)})
+            out = subprocess.run(
+                [sys.executable, __file__, "--round", spec],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "TU_SANDBOX_DIR": str(root)},
+            )
             r = json.loads(out.stdout.strip().splitlines()[-1])
             rounds.append(r)
-            print(f"round {i + 1}: {r['records']:,} records in {r['seconds']:.2f} s "
-                  f"({r['records_per_s']:,.0f}/s), peak +{r['peak_rss_mb']:,.0f} MB, "
-                  f"frames {r['frames_mb']:,.0f} MB", file=sys.stderr)
+            print(
+                f"round {i + 1}: {r['records']:,} records in {r['seconds']:.2f} s "
+                f"(cpu {r['cpu_s']:.1f} s, others {r['others_cpu_s']:.1f} s) "
+                f"({r['records_per_s']:,.0f}/s), peak +{r['peak_rss_mb']:,.0f} MB, "
+                f"frames {r['frames_mb']:,.0f} MB",
+                file=sys.stderr,
+            )
         med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
-        print("\n| measure | median of %d rounds |" % len(rounds))
+        print(f"\n| measure | median of {len(rounds)} rounds |")
         print("|---|---|")
         print(f"| records | {med['records']:,.0f} ({med['errors']:.0f} errors) |")
-        print(f"| end-to-end seconds | {med['seconds']:.2f} (inside fetch: {med['fetch_seconds']:.2f}) |")
+        print(
+            f"| end-to-end seconds | {med['seconds']:.2f} "
+            f"(inside fetch: {med['fetch_seconds']:.2f}) |"
+        )
         print(f"| records/s | {med['records_per_s']:,.0f} |")
+        print(
+            f"| CPU seconds: this process / other processes meanwhile | {med['cpu_s']:.1f} / "
+            f"{med['others_cpu_s']:.1f} |"
+        )
         print(f"| peak RSS above start | {med['peak_rss_mb']:,.0f} MB |")
-        print(f"| final frames (estimated_size) | {med['frames_mb']:,.0f} MB ({med['columns']:.0f} main columns) |")
+        print(
+            f"| final frames (estimated_size) | {med['frames_mb']:,.0f} MB "
+            f"({med['columns']:.0f} main columns) |"
+        )
         print(f"| peak / frames | {med['peak_over_frames']:.2f}x |")
         if args.json:
             args.json.write_text(json.dumps({"rounds": rounds, "median": med}, indent=1))

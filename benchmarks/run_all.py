@@ -1,6 +1,6 @@
 """Run every benchmark in turn and collect their JSON under benchmarks/results/ (git-ignored).
 
-    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs
+.venv/bin/python benchmarks/run_all.py            # what `make bench` runs
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ def main() -> int:
     failed = 0
     for name in BENCHES:
         print(f"\n## {name}", flush=True)
-        rc = subprocess.run([sys.executable, str(HERE / name), "--json",
-                             str(out / name.replace(".py", ".json"))], check=False).returncode
+        rc = subprocess.run(
+            [sys.executable, str(HERE / name), "--json", str(out / name.replace(".py", ".json"))],
+            check=False,
+        ).returncode
         failed += rc != 0
     return 1 if failed else 0
 

@@ -1,13 +1,18 @@
 """``connect()`` and the connection's two ways to read: ``window()`` and ``tail()``.
 
 The connection holds settings and a schema cache, nothing else: creating it touches no
-network. Each ``window()`` opens its own consumer, reads the planned offsets, closes it.
+network. Each ``window()`` opens its own consumer, reads the planned offsets, closes it;
+chunks of records are decoded on worker threads while the read goes on.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import threading
 import warnings
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -76,52 +81,63 @@ class Connection:
         s = self.settings
         consumer, errors = _kafka.make_consumer(s)
         bar: Any = None
-        try:
-            ranges = _kafka.plan(consumer, errors, s, start_ms, end_ms, timeout)
-            planned = sum(r.count for r in ranges)
-            if max_records is not None and planned > max_records:
-                raise WindowTooLargeError(
-                    f"the window holds {planned:,} records, more than max_records="
-                    f"{max_records:,}; narrow the range or pass a larger max_records"
+        # Chunks are decoded on worker threads while the consumer keeps reading.
+        decoding = _Decoding(self._registry, start_ms, end_ms)
+        # No GC pass until every chunk is decoded: each would walk all the values queued.
+        with _kafka.gc_paused():
+            try:
+                ranges = _kafka.plan(consumer, errors, s, start_ms, end_ms, timeout)
+                planned = sum(r.count for r in ranges)
+                if max_records is not None and planned > max_records:
+                    raise WindowTooLargeError(
+                        f"the window holds {planned:,} records, more than max_records="
+                        f"{max_records:,}; narrow the range or pass a larger max_records"
+                    )
+                self._warn_retention(ranges, start_ms)
+                if progress:
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=planned, unit="rec", desc=s.topic, leave=False)
+                _kafka.fetch(
+                    consumer, errors, s, ranges, start_ms=start_ms, end_ms=end_ms,
+                    max_bytes=max_bytes, stall_timeout=stall_timeout,
+                    on_progress=bar.update if bar is not None else None,
+                    on_chunk=decoding.submit,
                 )
-            self._warn_retention(ranges, start_ms)
-            if progress:
-                from tqdm.auto import tqdm
+            except BaseException:
+                decoding.cancel()
+                raise
+            finally:
+                if bar is not None:
+                    bar.close()
+                consumer.close()
+            decoded, schemas = decoding.result()
+        return self._build(decoded, schemas, begin, stop, ranges, wanted)
 
-                bar = tqdm(total=planned, unit="rec", desc=s.topic, leave=False)
-            fetched = _kafka.fetch(
-                consumer, errors, s, ranges, start_ms=start_ms, end_ms=end_ms,
-                max_bytes=max_bytes, stall_timeout=stall_timeout,
-                on_progress=bar.update if bar is not None else None,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
-            consumer.close()
-        return self._build(fetched.records, begin, stop, ranges, wanted)
-
-    def _build(self, records: pl.DataFrame, begin: datetime, stop: datetime,
-               ranges: list[_kafka.PartitionRange], wanted: set[str] | None) -> Window:
-        ids = _decode.schema_ids(records["value"])
-        schemas = self._registry.schemas(ids)
-        decoded = _decode.decode(records, schemas)
-        known = [txt for txt in schemas.values() if txt]
+    def _build(self, decoded: _decode.Decoded, schemas: dict[int, str | None], begin: datetime,
+               stop: datetime, ranges: list[_kafka.PartitionRange],
+               wanted: set[str] | None) -> Window:
+        ids = sorted(schemas)
+        known = [txt for _, txt in sorted(schemas.items()) if txt]
         if not known:
             latest = self._registry.latest_for_topic(self.settings.topic)
             known = [latest] if latest else []
         fmt: Format = detect_format(known[0]) if known else _format_from_topic(self.settings.topic)
         module = mi if fmt == "insights" else raw_format
-        frames = module.flatten(decoded.records) if decoded.records.height else module.empty_frames(known)
+        frames = (module.flatten(decoded.records) if decoded.records.height
+                  else module.empty_frames(known))
         main, long = frames.main, dict(frames.long)
         if wanted is not None:
             id_col = "MachineId" if fmt == "insights" else "machineId"
             main = main.filter(pl.col(id_col).is_in(list(wanted)))
             keys = main.select("partition", "offset")
-            long = {k: v.join(keys, on=["partition", "offset"], how="semi") for k, v in long.items()}
+            long = {k: v.join(keys, on=["partition", "offset"], how="semi")
+                    for k, v in long.items()}
         err = decoded.errors
         if err.height:
+            total = err.height + decoded.records.height
             warnings.warn(
-                f"{err.height:,} of {records.height:,} records could not be decoded; they are "
+                f"{err.height:,} of {total:,} records could not be decoded; they are "
                 "in window.errors with their partition, offset and raw bytes",
                 DecodeWarning, stacklevel=3,
             )
@@ -166,7 +182,66 @@ class Connection:
         return LiveTail(source, history=history)
 
 
-def connect(settings: Settings | None = None, *, profile: str | None = None, **kwargs: Any) -> Connection:
+class _Decoding:
+    """Decodes a window's chunks as they are read: registry lookups and ``decode_chunk`` on
+    worker threads (Polars' Avro reader releases the GIL), results joined in (partition,
+    offset) order. A failed chunk (e.g. an unreachable registry) stops the read at the next
+    chunk rather than at the end."""
+
+    def __init__(self, registry: Registry, start_ms: int, end_ms: int,
+                 workers: int | None = None) -> None:
+        self._registry, self._start_ms, self._end_ms = registry, start_ms, end_ms
+        self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1,
+                                        thread_name_prefix="tu-decode")
+        self._jobs: dict[int, list[Future[tuple[_decode.Decoded, dict[int, str | None]]]]] = {}
+        self._lock = threading.Lock()  # the registry's cache is not made for concurrent misses
+        self._failed: BaseException | None = None
+        # The registry client's import (~0.2 s) overlaps planning instead of the first chunk.
+        self._pool.submit(importlib.import_module, "confluent_kafka.schema_registry")
+
+    def submit(self, chunk: _kafka.Chunk) -> None:
+        if self._failed is not None:
+            raise self._failed
+        job = self._pool.submit(self._run, chunk)
+        job.add_done_callback(self._check)
+        self._jobs.setdefault(chunk.partition, []).append(job)
+
+    def _check(self, job: Future[Any]) -> None:
+        if not job.cancelled() and job.exception() is not None and self._failed is None:
+            self._failed = job.exception()
+
+    def _run(self, chunk: _kafka.Chunk) -> tuple[_decode.Decoded, dict[int, str | None]]:
+        records, raw = chunk.frame(self._start_ms, self._end_ms)
+        return _decode.decode_chunk(records, raw, self._schemas)
+
+    def _schemas(self, ids: list[int]) -> dict[int, str | None]:
+        with self._lock:
+            return self._registry.schemas(ids)
+
+    def result(self) -> tuple[_decode.Decoded, dict[int, str | None]]:
+        """Every chunk decoded, in (partition, offset) order, and the writer schemas by id."""
+        try:
+            parts: list[_decode.Decoded] = []
+            schemas: dict[int, str | None] = {}
+            for p in sorted(self._jobs):
+                for job in self._jobs[p]:
+                    decoded, used = job.result()
+                    parts.append(decoded)
+                    schemas.update(used)
+        except BaseException:
+            self.cancel()
+            raise
+        self._pool.shutdown()
+        return _decode.concat(parts), schemas
+
+    def cancel(self) -> None:
+        # Chunks not started are dropped; running ones finish on their own (not waited for).
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def connect(
+    settings: Settings | None = None, *, profile: str | None = None, **kwargs: Any
+) -> Connection:
     """A connection from keyword arguments, a profile, or the ``TU_*`` environment.
 
     With no arguments after ``eval "$(tu-analytics sandbox env)"`` it connects to the

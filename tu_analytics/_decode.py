@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import fastavro
 import polars as pl
@@ -47,7 +47,9 @@ __all__ = [
     "Decoded",
     "as_dtype",
     "avro_to_polars",
+    "concat",
     "decode",
+    "decode_chunk",
     "records_schema",
     "schema_ids",
     "split_header",
@@ -529,15 +531,21 @@ class _Group:
     """The values of one schema id (``rows``: their input row numbers) and how to decode them.
     Positions below are indexes into ``values``."""
 
-    def __init__(self, sid: int, plan: _Plan, rows: pl.Series, values: pl.Series) -> None:
-        # ``values`` is the whole input column: Python bytes are made one chunk at a time.
-        self.sid, self.plan, self.rows, self._values = sid, plan, rows, values
+    def __init__(self, sid: int, plan: _Plan, rows: pl.Series, values: pl.Series,
+                 raw: Sequence[bytes | None] | None) -> None:
+        # ``values`` is the whole input column: Python bytes are made one chunk at a time,
+        # unless the caller already holds them (``raw``: the same values as bytes).
+        self.sid, self.plan, self.rows, self._values, self._raw = sid, plan, rows, values, raw
         self.header = b"\x00" + sid.to_bytes(4, "big", signed=True)
         self.sentinel = os.urandom(_SENTINEL_SIZE)
+        n = len(rows)
+        # Rows are increasing; a group holding every row in a span is sliced, not gathered.
+        self._first = int(rows[0]) if n else 0
+        self._span = n > 0 and int(rows[-1]) - self._first == n - 1
 
-    def chunks(self) -> Iterator[tuple[int, int]]:
+    def chunks(self, workers: int) -> Iterator[tuple[int, int]]:
         n = len(self.rows)
-        size = max(1, min(_CHUNK, -(-n // (os.cpu_count() or 1))))
+        size = max(1, min(_CHUNK, -(-n // workers)))
         return ((lo, min(lo + size, n)) for lo in range(0, n, size))
 
     def solve(self, lo: int, hi: int) -> _Result:
@@ -596,9 +604,15 @@ class _Group:
         return self.rows.gather(list(positions))
 
     def _bytes(self, positions: Sequence[int]) -> list[bytes]:
-        rows = (self.rows.slice(positions.start, len(positions))
-                if isinstance(positions, range) and positions.step == 1
-                else self._rows(positions))
+        run = positions if isinstance(positions, range) and positions.step == 1 else None
+        if self._raw is not None:
+            # Header checks let no null value into a group.
+            if run is not None and self._span:
+                first = self._first + run.start
+                return cast("list[bytes]", self._raw[first:first + len(run)])
+            raw = self._raw
+            return [cast("bytes", raw[i]) for i in self._rows(positions).to_list()]
+        rows = self.rows.slice(run.start, len(run)) if run is not None else self._rows(positions)
         picked: list[bytes] = self._values.gather(rows).to_list()
         return picked
 
@@ -669,19 +683,65 @@ def decode(records: pl.DataFrame, schemas: Mapping[int, str | None]) -> Decoded:
     """Decode framed Avro ``value``s. Every input row ends up in exactly one of
     ``Decoded.records`` (input order) and ``Decoded.errors``."""
     head = split_header(records["value"])
+    return _decode(records, head, schemas, None, os.cpu_count() or 1)
+
+
+def decode_chunk(
+    records: pl.DataFrame,
+    raw: Sequence[bytes | None],
+    lookup: Callable[[list[int]], Mapping[int, str | None]],
+) -> tuple[Decoded, dict[int, str | None]]:
+    """``decode`` for one chunk of a larger read, on the calling thread only (the caller runs
+    chunks in parallel). ``raw`` is ``records["value"]`` as the ``bytes`` the consumer handed
+    out, so they are not converted back; ``lookup`` gives the writer schemas of the chunk's
+    schema ids. Returns the schemas used too. Join chunks with :func:`concat`."""
+    head = split_header(records["value"])
+    ids = head["schema_id"].drop_nulls().unique().sort().to_list()
+    schemas = dict(lookup(ids))
+    return _decode(records, head, schemas, raw, 1), schemas
+
+
+def concat(parts: Sequence[Decoded]) -> Decoded:
+    """Decoded chunks as one, in the given order: each chunk's records are conformed to the
+    dtypes merged over all chunks (as ``decode`` of all their records at once would)."""
+    if not parts:
+        empty = pl.DataFrame(schema={**_KAFKA_SCHEMA, "key": pl.Binary(), "value": pl.Binary()})
+        return decode(empty, {})
+    errors = [p.errors for p in parts if p.errors.height]
+    errs = pl.concat(errors, rechunk=False) if errors else parts[0].errors
+    try:
+        # Usually every chunk has the same columns and dtypes: Polars checks that in bulk
+        # (building each chunk's schema in Python costs ms per chunk).
+        return Decoded(pl.concat([_materialized(p.records) for p in parts], rechunk=False),
+                       errs)
+    except PolarsError:
+        pass
+    fixed = len(_KAFKA_SCHEMA) + 2  # Kafka columns, schema_id, key: the same in every chunk
+    lead = dict(list(parts[0].records.schema.items())[:fixed])
+    merged = _merged_dtypes([dict(list(p.records.schema.items())[fixed:]) for p in parts])
+    cols = {**lead, **merged}
+    records = [_materialized(_shape(p.records, cols)) for p in parts]
+    return Decoded(pl.concat(records, rechunk=False), errs)
+
+
+def _decode(records: pl.DataFrame, head: pl.DataFrame, schemas: Mapping[int, str | None],
+            raw: Sequence[bytes | None] | None, workers: int) -> Decoded:
     reasons = _header_reasons(records["value"], head, schemas)
     sids = head["schema_id"]
     todo = pl.DataFrame({"sid": sids, "ok": reasons.is_null()}).with_row_index(_ROW)
     todo = todo.filter(pl.col("ok"))
-    groups, reasons = _groups(records["value"], todo, schemas, reasons)
-    result = _run(groups)
+    groups, reasons = _groups(records["value"], raw, todo, schemas, reasons)
+    result = _run(groups, workers)
     if result.bad:
         reasons = reasons.scatter(result.bad, CORRUPT)
     dtypes = _merged_dtypes([g.plan.dtypes for g in groups])
-    return Decoded(_assemble(records, sids, result.pieces, dtypes), _errors(records, sids, reasons))
+    # One writer schema: every piece already has its dtypes (no per-piece schema check).
+    body = _assemble(records, sids, result.pieces, dtypes, uniform=len(groups) == 1)
+    return Decoded(body, _errors(records, sids, reasons))
 
 
-def _groups(values: pl.Series, todo: pl.DataFrame, schemas: Mapping[int, str | None],
+def _groups(values: pl.Series, raw: Sequence[bytes | None] | None, todo: pl.DataFrame,
+            schemas: Mapping[int, str | None],
             reasons: pl.Series) -> tuple[list[_Group], pl.Series]:
     groups: list[_Group] = []
     for (sid,), part in todo.group_by("sid", maintain_order=True):
@@ -693,19 +753,19 @@ def _groups(values: pl.Series, todo: pl.DataFrame, schemas: Mapping[int, str | N
         except _SCHEMA_ERRORS as exc:
             reasons = reasons.scatter(rows, f"unusable writer schema {sid}: {exc}")
             continue
-        groups.append(_Group(int(sid), plan, rows, values))
+        groups.append(_Group(int(sid), plan, rows, values, raw))
     return groups, reasons
 
 
-def _run(groups: list[_Group]) -> _Result:
-    jobs = [(g, lo, hi) for g in groups for lo, hi in g.chunks()]
+def _run(groups: list[_Group], workers: int) -> _Result:
+    jobs = [(g, lo, hi) for g in groups for lo, hi in g.chunks(workers)]
     out = _Result()
-    if len(jobs) <= 1:
+    if len(jobs) <= 1 or workers <= 1:
         for g, lo, hi in jobs:
             out.extend(g.solve(lo, hi))
         return out
     # The Rust reader releases the GIL: chunks decode in parallel.
-    with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(jobs), workers)) as pool:
         for res in pool.map(lambda job: job[0].solve(job[1], job[2]), jobs):
             out.extend(res)
     return out
@@ -771,10 +831,18 @@ def _shape(piece: pl.DataFrame, cols: Mapping[str, pl.DataType]) -> pl.DataFrame
                         else pl.lit(None, dtype=t).alias(c) for c, t in cols.items())
 
 
+def _materialized(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with every column a plain series. An all-null column can be held as one scalar,
+    and ``concat`` merges consecutive ones into a single chunk; columns chunked unlike the
+    others then make every later ``select`` copy the whole frame to realign them."""
+    return pl.DataFrame(df.get_columns())
+
+
 def _assemble(records: pl.DataFrame, sids: pl.Series, pieces: list[pl.DataFrame],
-              dtypes: Mapping[str, pl.DataType]) -> pl.DataFrame:
+              dtypes: Mapping[str, pl.DataType], *, uniform: bool = False) -> pl.DataFrame:
     cols = {_ROW: pl.UInt32(), **dtypes}
-    shaped = [_shape(p, cols) for p in pieces if p.height]
+    shaped = [_materialized(p.select(list(cols)) if uniform else _shape(p, cols))
+              for p in pieces if p.height]
     body = pl.concat(shaped) if shaped else pl.DataFrame(schema=cols)
     if not body[_ROW].is_sorted():
         body = body.sort(_ROW)

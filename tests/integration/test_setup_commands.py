@@ -21,19 +21,26 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _sandbox_env(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TU_")}
-    env.update({
-        "TU_SANDBOX_DIR": str(root),
-        "TU_SANDBOX_KAFKA_PORT": str(free_port()),
-        "TU_SANDBOX_CONTROLLER_PORT": str(free_port()),
-        "TU_SANDBOX_REGISTRY_PORT": str(free_port()),
-        "TU_SANDBOX_REGISTRY_MANAGEMENT_PORT": str(free_port()),
-    })
+    env.update(
+        {
+            "TU_SANDBOX_DIR": str(root),
+            "TU_SANDBOX_KAFKA_PORT": str(free_port()),
+            "TU_SANDBOX_CONTROLLER_PORT": str(free_port()),
+            "TU_SANDBOX_REGISTRY_PORT": str(free_port()),
+            "TU_SANDBOX_REGISTRY_MANAGEMENT_PORT": str(free_port()),
+        }
+    )
     return env
 
 
 def _down(bin_dir: Path, env: dict[str, str]) -> None:
-    subprocess.run([str(bin_dir / "tu-analytics"), "sandbox", "down"], env=env, timeout=120,
-                   check=False, capture_output=True)
+    subprocess.run(
+        [str(bin_dir / "tu-analytics"), "sandbox", "down"],
+        env=env,
+        timeout=120,
+        check=False,
+        capture_output=True,
+    )
 
 
 def test_make_demo_writes_the_report(tmp_path: Path) -> None:
@@ -41,13 +48,20 @@ def test_make_demo_writes_the_report(tmp_path: Path) -> None:
     report = tmp_path / "report.html"
     try:
         out = subprocess.run(
-            ["make", "-s", "demo"], cwd=REPO, env={**env, "DEMO_ARGS": f"-o {report}"},
-            capture_output=True, text=True, timeout=900, check=False,
+            ["make", "-s", "demo"],
+            cwd=REPO,
+            env={**env, "DEMO_ARGS": f"-o {report}"},
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
         )
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-        assert "records:" in out.stdout and "report:" in out.stdout
+        assert "records:" in out.stdout
+        assert "report:" in out.stdout
         html = report.read_text()
-        assert "scattermap" in html and len(html) > 1_000_000  # plotly.js inlined: offline
+        assert "scattermap" in html
+        assert len(html) > 1_000_000
     finally:
         _down(REPO / ".venv" / "bin", env)
 
@@ -59,7 +73,11 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv.EnvBuilder(with_pip=True).create(home)
     out = subprocess.run(
         [str(home / "bin" / "pip"), "install", "-q", "-r", "binder/requirements.txt"],
-        cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return home
@@ -70,20 +88,42 @@ def test_binder_postbuild_and_start_leave_the_sandbox_up(fresh_venv: Path, tmp_p
     env["PATH"] = f"{fresh_venv / 'bin'}:{env['PATH']}"
     env["VIRTUAL_ENV"] = str(fresh_venv)
     try:
-        post = subprocess.run(["bash", "binder/postBuild"], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=900, check=False)
+        post = subprocess.run(
+            ["bash", "binder/postBuild"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         assert post.returncode == 0, post.stderr[-3000:]
         # `start` runs before the notebook server; here the "server" prints what it inherited.
         start = subprocess.run(
-            ["bash", "binder/start", sys.executable, "-c",
-             "import os; print(os.environ['TU_TOPIC'], os.environ['TU_SECURITY_PROTOCOL'])"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+            [
+                "bash",
+                "binder/start",
+                sys.executable,
+                "-c",
+                "import os; print(os.environ['TU_TOPIC'], os.environ['TU_SECURITY_PROTOCOL'])",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         assert start.returncode == 0, start.stderr[-3000:]
         assert "machine-insights SASL_PLAINTEXT" in start.stdout
-        status = subprocess.run([str(fresh_venv / "bin" / "tu-analytics"), "sandbox", "status",
-                                 "--json"], env=env, capture_output=True, text=True, timeout=60,
-                                check=False)
+        status = subprocess.run(
+            [str(fresh_venv / "bin" / "tu-analytics"), "sandbox", "status", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         st = json.loads(status.stdout)
         assert st["running"] is True
         assert all(st["processes"].values())
