@@ -23,6 +23,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # -- the sandbox, once per test session -------------------------------------------------------
 
 import os  # noqa: E402
+import signal  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
@@ -66,6 +67,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]
     from tu_analytics.sandbox._procs import free_port
     from tu_analytics.sandbox._state import DEFAULT_PORTS
 
+    # A SIGTERM (e.g. from `timeout`) becomes KeyboardInterrupt, so the `finally` below
+    # still stops the sandbox instead of leaving its JVMs running.
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
     root = tmp_path_factory.mktemp("sandbox")
     ports = {name: free_port() for name in DEFAULT_PORTS}
     old = os.environ.get("TU_SANDBOX_DIR")

@@ -283,7 +283,11 @@ def fetch(
     # over and over; none of them is part of a cycle.
     with gc_paused():
         while todo:
-            got = reader.take(consumer.consume(num_messages=_BATCH, timeout=0.5))
+            # Ask for no more than is still planned: consume() returns as soon as that many
+            # arrived, instead of waiting out its timeout on a small window.
+            left = sum(r.end - reader.next_offset[p] for p, r in todo.items())
+            want = max(1, min(_BATCH, left))
+            got = reader.take(consumer.consume(num_messages=want, timeout=0.5))
             if got:
                 if on_progress:
                     on_progress(got)

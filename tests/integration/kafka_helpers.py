@@ -1,8 +1,11 @@
-"""Plain confluent-kafka helpers: the independent reader the tests compare against."""
+"""Test helpers: a plain confluent-kafka reader (the independent reference the tests compare
+against) and the environment for a sandbox of a test's own."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -47,3 +50,15 @@ def read_all(env: dict[str, str], topic: str, before_ms: int | None = None):
 
 def sr_auth(env: dict[str, str]) -> str:
     return f"{env['TU_SCHEMA_REGISTRY_USERNAME']}:{env['TU_SCHEMA_REGISTRY_PASSWORD']}"
+
+
+def isolated_sandbox_env(root: Path, **extra: str) -> dict[str, str]:
+    """The environment for a sandbox of one test's own: its directory, free ports, no TU_*."""
+    from tu_analytics.sandbox._procs import free_port
+    from tu_analytics.sandbox._state import PORT_ENV
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TU_")}
+    env["TU_SANDBOX_DIR"] = str(root)
+    env.update({var: str(free_port()) for var in PORT_ENV.values()})
+    env.update(extra)
+    return env

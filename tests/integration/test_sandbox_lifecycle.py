@@ -6,7 +6,6 @@ sandbox; every test checks that no process naming its directory is left behind.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -15,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tu_analytics.sandbox._procs import free_port
+from kafka_helpers import isolated_sandbox_env
 
 TU = [sys.executable, "-m", "tu_analytics.cli"]
 
@@ -37,18 +35,7 @@ def _procs_naming(path: Path) -> list[str]:
 
 
 def _env(root: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TU_")}
-    env.update(
-        {
-            "TU_SANDBOX_DIR": str(root),
-            "TU_SANDBOX_KAFKA_PORT": str(free_port()),
-            "TU_SANDBOX_CONTROLLER_PORT": str(free_port()),
-            "TU_SANDBOX_REGISTRY_PORT": str(free_port()),
-            "TU_SANDBOX_REGISTRY_MANAGEMENT_PORT": str(free_port()),
-        }
-    )
-    env.update(extra)
-    return env
+    return isolated_sandbox_env(root, **extra)
 
 
 def _bin_with(tmp: Path, *tools: str) -> str:

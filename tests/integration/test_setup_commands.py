@@ -6,31 +6,15 @@ Each brings up its own sandbox (fresh directory, free ports) and stops it afterw
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import venv
 from pathlib import Path
 
 import pytest
-
-from tu_analytics.sandbox._procs import free_port
+from kafka_helpers import isolated_sandbox_env
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _sandbox_env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TU_")}
-    env.update(
-        {
-            "TU_SANDBOX_DIR": str(root),
-            "TU_SANDBOX_KAFKA_PORT": str(free_port()),
-            "TU_SANDBOX_CONTROLLER_PORT": str(free_port()),
-            "TU_SANDBOX_REGISTRY_PORT": str(free_port()),
-            "TU_SANDBOX_REGISTRY_MANAGEMENT_PORT": str(free_port()),
-        }
-    )
-    return env
 
 
 def _down(bin_dir: Path, env: dict[str, str]) -> None:
@@ -44,7 +28,7 @@ def _down(bin_dir: Path, env: dict[str, str]) -> None:
 
 
 def test_make_demo_writes_the_report(tmp_path: Path) -> None:
-    env = _sandbox_env(tmp_path / "sandbox")
+    env = isolated_sandbox_env(tmp_path / "sandbox")
     report = tmp_path / "report.html"
     try:
         out = subprocess.run(
@@ -84,7 +68,7 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_binder_postbuild_and_start_leave_the_sandbox_up(fresh_venv: Path, tmp_path: Path) -> None:
-    env = _sandbox_env(tmp_path / "sandbox")
+    env = isolated_sandbox_env(tmp_path / "sandbox")
     env["PATH"] = f"{fresh_venv / 'bin'}:{env['PATH']}"
     env["VIRTUAL_ENV"] = str(fresh_venv)
     try:

@@ -221,10 +221,11 @@ def _seen_units(frames: Sequence[pl.DataFrame], cols: Sequence[InsightColumn]) -
     """The first non-null ``unit`` of each insight in the records (one select per frame)."""
     seen: dict[str, str] = {}
     for frame in frames:
+        schema = frame.schema  # built once: DataFrame.schema is not cached by Polars
         exprs = [
             pl.col(c.field).struct.field("unit").drop_nulls().first().alias(c.name)
             for c in cols
-            if c.name not in seen and _has_unit(frame.schema.get(c.field))
+            if c.name not in seen and _has_unit(schema.get(c.field))
         ]
         if exprs and frame.height:
             row = frame.select(exprs).row(0, named=True)

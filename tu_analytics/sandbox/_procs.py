@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import FrameType
 
 from ..errors import SandboxError
 from ._state import HOST
@@ -21,6 +22,18 @@ from ._state import HOST
 # Children started by this process, so they can be reaped through their Popen (which then
 # knows they ended) rather than leaving zombies or "still running" warnings behind.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT, so a service loop can finish its batch, flush and exit cleanly."""
+
+    def __init__(self) -> None:
+        self.set = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.set = True
 
 
 def spawn(argv: list[str], log: Path, *, cwd: Path | None = None) -> int:

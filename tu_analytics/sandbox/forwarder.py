@@ -9,13 +9,12 @@ leaves no duplicates). Run as ``python -m tu_analytics.sandbox.forwarder SANDBOX
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 
 from confluent_kafka import Consumer, KafkaError, Producer
 
+from ._procs import StopFlag
 from ._state import FORWARDER_GROUP, PLATFORM_TOPICS, customer_topics, load_state
 from .fleet import build_fleet
 from .provision import operator_kafka_config
@@ -45,18 +44,11 @@ def run(root: Path) -> None:
     producer = Producer(
         {**base, "enable.idempotence": True, "linger.ms": 20, "batch.num.messages": 10000}
     )
-    stopping = False
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = StopFlag()
     consumer.subscribe(list(PLATFORM_TOPICS.values()))
     unrouted = 0
     try:
-        while not stopping:
+        while not stop.set:
             msgs = consumer.consume(num_messages=5000, timeout=0.5)
             if not msgs:
                 continue

@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 from confluent_kafka import Producer
 
+from ._procs import StopFlag
 from ._state import PLATFORM_TOPICS, State, load_state
 from .fleet import build_fleet
 from .provision import operator_kafka_config
@@ -98,14 +97,7 @@ def run(root: Path) -> None:
     state = load_state(root)
     if state is None:
         raise SystemExit(f"no sandbox state in {root}")
-    stopping = False
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = StopFlag()
 
     producer = Producer(
         {
@@ -121,18 +113,18 @@ def run(root: Path) -> None:
     cursor = state.epoch_ms
     produced = int(read_progress(root).get("produced", 0))
     phase = "backfill"
-    while not stopping:
+    while not stop.set:
         now = _ms(datetime.now(UTC))
         if now - cursor < 1000:
             time.sleep(0.2)
             continue
         for batch in batches(sim, state, cursor, now):
             produced += produce_all(producer, batch, skip_before_ms=done)
-            if stopping:
+            if stop.set:
                 break
         if producer.flush(60) > 0:
             raise RuntimeError("streamer could not deliver within 60 s")
-        if stopping:
+        if stop.set:
             break
         cursor = now
         done = max(done, now)
