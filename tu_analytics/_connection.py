@@ -117,7 +117,8 @@ class Connection:
     def _build(self, decoded: _decode.Decoded, schemas: dict[int, str | None], begin: datetime,
                stop: datetime, ranges: list[_kafka.PartitionRange],
                wanted: set[str] | None) -> Window:
-        ids = sorted(schemas)
+        # Ids the registry knew; an unknown id of a bad record is in window.errors instead.
+        ids = sorted(sid for sid, txt in schemas.items() if txt)
         known = [txt for _, txt in sorted(schemas.items()) if txt]
         if not known:
             latest = self._registry.latest_for_topic(self.settings.topic)
