@@ -18,37 +18,10 @@ from tu_analytics.widgets._data import format_number, format_time
 from tu_analytics.widgets.map import STATES, MapData, map_figure, positions_figure, prepare_map
 from tu_analytics.widgets.utilisation import prepare_utilisation, utilisation_figures
 
+from .widgets._data import FILE_WORKER_JS as _FILE_WORKER_JS
+
 __all__ = ["write_report"]
 
-# MapLibre (inside plotly.js) starts its worker from a blob: URL as an ES module worker. In a page
-# opened from file:// the page's origin is opaque ("null") and Chromium refuses module workers
-# from blob:null URLs (the worker fails to load, silently), so the map never starts (plotly.py
-# #5474); a module worker from a data: URL does start there. So, on file:// pages only, script
-# blobs built from strings are handed out as data: URLs: plotly's inlined worker code, and the
-# `import "<worker url>"` shim MapLibre wraps around it. It must run before plotly.js.
-_FILE_WORKER_JS = """
-<script>
-(function () {
-  if (location.protocol !== "file:" || !window.Blob || !window.URL) return;
-  var NativeBlob = window.Blob, createObjectURL = URL.createObjectURL, scripts = new WeakMap();
-  function TuBlob(parts, options) {
-    var blob = new NativeBlob(parts, options);
-    if (options && /javascript|ecmascript/i.test(options.type || "") && Array.isArray(parts)
-        && parts.every(function (p) { return typeof p === "string"; })) {
-      scripts.set(blob, parts.join(""));
-    }
-    return blob;
-  }
-  TuBlob.prototype = NativeBlob.prototype;
-  window.Blob = TuBlob;
-  URL.createObjectURL = function (obj) {
-    var text = scripts.get(obj);
-    if (text === undefined) return createObjectURL.call(URL, obj);
-    return "data:text/javascript;charset=utf-8," + encodeURIComponent(text);
-  };
-})();
-</script>
-"""
 
 # Swap the MapLibre map for the plain positions chart when the map has not started after
 # ``fallback_delay_ms`` (a browser where neither a blob: nor a data: module worker may start; see

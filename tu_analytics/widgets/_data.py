@@ -218,3 +218,34 @@ def view_bundle(
             for i, fig in enumerate(static)
         )
     return bundle
+
+
+# MapLibre (inside plotly.js) starts its worker from a blob: URL as an ES module worker. In a page
+# opened from file:// the page's origin is opaque ("null") and Chromium refuses module workers
+# from blob:null URLs (the worker fails to load, silently), so the map never starts (plotly.py
+# #5474); a module worker from a data: URL does start there. So, on file:// pages only, script
+# blobs built from strings are handed out as data: URLs: plotly's inlined worker code, and the
+# `import "<worker url>"` shim MapLibre wraps around it. It must run before plotly.js.
+FILE_WORKER_JS = """
+<script>
+(function () {
+  if (location.protocol !== "file:" || !window.Blob || !window.URL) return;
+  var NativeBlob = window.Blob, createObjectURL = URL.createObjectURL, scripts = new WeakMap();
+  function TuBlob(parts, options) {
+    var blob = new NativeBlob(parts, options);
+    if (options && /javascript|ecmascript/i.test(options.type || "") && Array.isArray(parts)
+        && parts.every(function (p) { return typeof p === "string"; })) {
+      scripts.set(blob, parts.join(""));
+    }
+    return blob;
+  }
+  TuBlob.prototype = NativeBlob.prototype;
+  window.Blob = TuBlob;
+  URL.createObjectURL = function (obj) {
+    var text = scripts.get(obj);
+    if (text === undefined) return createObjectURL.call(URL, obj);
+    return "data:text/javascript;charset=utf-8," + encodeURIComponent(text);
+  };
+})();
+</script>
+"""

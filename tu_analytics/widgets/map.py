@@ -23,6 +23,7 @@ import polars as pl
 
 from tu_analytics.utilisation import machine_state
 from tu_analytics.widgets._data import (
+    FILE_WORKER_JS,
     IDENTITY,
     fit_view,
     last_values,
@@ -676,11 +677,13 @@ class MachineMap:
     def to_html(self, *, include_plotlyjs: bool | str = True, full_html: bool = True) -> str:
         """The current view as HTML; with the default, plotly.js is inlined (works offline).
 
-        Served over HTTP it shows the map; opened from disk, Chromium and Safari leave MapLibre
-        maps blank (see :func:`positions_figure`). :func:`tu_analytics.report.write_report`
-        falls back to the positions chart there.
+        A full page carries the same ``file://`` worker fix as the report, so the map also
+        starts when the page is opened from disk in Chromium.
         """
         html: str = self.figure().to_html(include_plotlyjs=include_plotlyjs, full_html=full_html)
+        if full_html:
+            # Must run before plotly.js, which the head or body inlines.
+            html = html.replace("<head>", "<head>" + FILE_WORKER_JS, 1)
         return html
 
     def show_static(self) -> None:
