@@ -380,4 +380,6 @@ def test_connect_with_no_arguments_reads_the_environment(sandbox, monkeypatch) -
     with warnings.catch_warnings():
         conn = tu_analytics.connect()
     assert conn.settings.topic == sandbox.env()["TU_TOPIC"]
-    assert conn.window(last="5m", progress=False).main.height >= 0
+    win = conn.window(last="1h", progress=False)
+    assert win.spec.topic == sandbox.env()["TU_TOPIC"]
+    assert win.main.height > 0
