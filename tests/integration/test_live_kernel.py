@@ -28,6 +28,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from jupyter_client.manager import KernelManager
+from kafka_helpers import _kafka_conf as kafka_conf
 
 from tu_analytics.sandbox.fleet import build_fleet
 
@@ -119,15 +120,8 @@ def start_kernel(tmp_path: Path) -> Iterator:
 
 
 def _kafka_conf(env: dict[str, str], **extra: object) -> dict[str, object]:
-    return {
-        "bootstrap.servers": env["TU_BOOTSTRAP_SERVERS"],
-        "security.protocol": env["TU_SECURITY_PROTOCOL"],
-        "sasl.mechanisms": "PLAIN",
-        "sasl.username": env["TU_SASL_USERNAME"],
-        "sasl.password": env["TU_SASL_PASSWORD"],
-        "log_level": 4,  # warnings and worse; not librdkafka's informational shutdown notes
-        **extra,
-    }
+    # warnings and worse; not librdkafka's informational shutdown notes
+    return kafka_conf(env, log_level=4, **extra)
 
 
 def _read_topic(env: dict[str, str]) -> list[tuple[int, bytes, bytes]]:
