@@ -326,49 +326,33 @@ def test_interrupt_closes_the_consumer(sandbox, monkeypatch) -> None:
 
 def test_cli_window_writes_parquet_and_snapshot(sandbox, tmp_path: Path) -> None:
     env = {**os.environ, **sandbox.env()}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tu_analytics.cli",
-            "window",
-            "--last",
-            "1h",
-            "-o",
-            str(tmp_path / "main.parquet"),
-            "--no-progress",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+
+    def window_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tu_analytics.cli",
+                "window",
+                "--last",
+                "1h",
+                "--no-progress",
+                *args,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    out = window_cli("-o", str(tmp_path / "main.parquet"))
     assert out.returncode == 0, out.stderr
     assert "records:" in out.stdout
     assert "machines:" in out.stdout
     assert "errors:" in out.stdout
     assert pl.read_parquet(tmp_path / "main.parquet").height > 0
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tu_analytics.cli",
-            "window",
-            "--last",
-            "1h",
-            "--format",
-            "raw",
-            "-o",
-            str(tmp_path / "snap"),
-            "--no-progress",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = window_cli("--format", "raw", "-o", str(tmp_path / "snap"))
     assert out.returncode == 0, out.stderr
     assert tu_analytics.load_snapshot(tmp_path / "snap").spec.format == "raw"
     assert env["TU_SASL_PASSWORD"] not in out.stdout + out.stderr

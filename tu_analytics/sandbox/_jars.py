@@ -46,12 +46,19 @@ def _candidates() -> list[str]:
     return [c for c in found if Path(c).exists()]
 
 
-def find_java(minimum: int = 17) -> str:
-    override = os.environ.get("TU_SANDBOX_JAVA")
-    for java in ([override] if override else []) + _candidates():
+def _first_at_least(candidates: list[str], minimum: int) -> str | None:
+    for java in candidates:
         major = _java_major(java)
         if major is not None and major >= minimum:
             return java
+    return None
+
+
+def find_java(minimum: int = 17) -> str:
+    override = os.environ.get("TU_SANDBOX_JAVA")
+    java = _first_at_least(([override] if override else []) + _candidates(), minimum)
+    if java:
+        return java
     raise SandboxError(
         f"Java {minimum}+ was not found (looked at TU_SANDBOX_JAVA, JAVA_HOME and PATH). "
         "Install a JRE, e.g. `apt-get install openjdk-17-jre-headless`, then run "
@@ -66,10 +73,9 @@ def find_registry_java(minimum: int = 21) -> str:
     # with no Java on its path should get the "Java missing" message, not a half start.
     if candidates:
         candidates += sorted(str(p) for p in Path("/usr/lib/jvm").glob("*/bin/java"))
-    for java in candidates:
-        major = _java_major(java)
-        if major is not None and major >= minimum:
-            return java
+    java = _first_at_least(candidates, minimum)
+    if java:
+        return java
     raise SandboxError(
         f"Apicurio Registry {APICURIO_VERSION} needs Java {minimum}+ and none was found "
         "(looked at TU_SANDBOX_REGISTRY_JAVA, JAVA_HOME, PATH and /usr/lib/jvm). Install one "
