@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from . import _decode, _kafka
+from . import _decode, _kafka, _machines
 from ._registry import Registry
 from ._settings import Settings
 from ._timespec import parse_time, resolve_range
@@ -75,7 +75,7 @@ class Connection:
         :class:`WindowTooLargeError` before memory runs out. Records that cannot be decoded
         are returned in ``window.errors`` (with a :class:`DecodeWarning`), never dropped.
         """
-        begin, stop = resolve_range(start, end, last)
+        begin, stop = resolve_range(start, end, last, stacklevel=3)
         start_ms, end_ms = _ms(begin), _ms(stop)
         wanted = _machine_set(machines)
         s = self.settings
@@ -130,7 +130,7 @@ class Connection:
         main, long = frames.main, dict(frames.long)
         if wanted is not None:
             id_col = "MachineId" if fmt == "insights" else "machineId"
-            main = main.filter(pl.col(id_col).is_in(list(wanted)))
+            main = _machines.select(main, wanted, id_col, stacklevel=3)  # ids or EquipmentIDs
             keys = main.select("partition", "offset")
             long = {k: v.join(keys, on=["partition", "offset"], how="semi")
                     for k, v in long.items()}
@@ -177,7 +177,7 @@ class Connection:
 
         source = KafkaBatchSource(
             self.settings, self._registry,
-            start_ms=_ms(parse_time(start)) if start is not None else None,
+            start_ms=_ms(parse_time(start, stacklevel=3)) if start is not None else None,
             poll_records=poll_records,
         )
         return LiveTail(source, history=history)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -33,9 +34,15 @@ ENV_VARS: dict[str, str] = {
     "schema_registry_username": "TU_SCHEMA_REGISTRY_USERNAME",
     "schema_registry_password": "TU_SCHEMA_REGISTRY_PASSWORD",
     "group_prefix": "TU_GROUP_PREFIX",
+    "ssl_ca_location": "TU_SSL_CA_LOCATION",
+    "lateness": "TU_LATENESS",
 }
 _SECRETS = frozenset({"sasl_password", "schema_registry_password"})
 _PROTOCOLS = frozenset({"SASL_SSL", "SASL_PLAINTEXT", "SSL", "PLAINTEXT"})
+#: Nothing published bounds the disorder of a topic's timestamps; 5 minutes covers what a
+#: parallel forwarding job produces. Raise it with TU_LATENESS / lateness= if a
+#: DisorderWarning says a step came close.
+DEFAULT_LATENESS_MS = 300_000
 
 
 class Secret:
@@ -89,6 +96,11 @@ class Settings:
     sasl_mechanism: str = "PLAIN"
     #: Consumer group ids start with this (ACLs often allow only a prefix); default: username.
     group_prefix: str | None = None
+    #: CA certificate file (PEM) for TLS to the broker and an https registry; default: system CAs.
+    ssl_ca_location: str | None = None
+    #: How far a partition's Kafka timestamps may go backwards: windows read offsets up to
+    #: ``end + lateness`` and filter by timestamp (``lateness="5m"``, ``TU_LATENESS``).
+    lateness_ms: int = DEFAULT_LATENESS_MS
     extra_kafka: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -117,6 +129,14 @@ class Settings:
             raise ConfigurationError(
                 "schema_registry_username and schema_registry_password go together"
             )
+        _check_bootstrap(self.bootstrap_servers)
+        _check_registry_url(self.schema_registry_url)
+        if isinstance(self.lateness_ms, bool) or not isinstance(self.lateness_ms, int) or (
+            self.lateness_ms < 0
+        ):
+            raise ConfigurationError(
+                f"lateness_ms must be a whole number of milliseconds >= 0, not {self.lateness_ms!r}"
+            )
 
     # -- construction -------------------------------------------------------------------
 
@@ -130,19 +150,17 @@ class Settings:
         **kwargs: Any,
     ) -> Settings:
         """Merge environment < profile < keyword arguments into settings."""
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} | {"lateness"}
         unknown = set(kwargs) - known
         if unknown:
             raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        values: dict[str, Any] = {}
         environ = os.environ if env is None else env
-        for name, var in ENV_VARS.items():
-            if environ.get(var):
-                values[name] = environ[var]
+        values = _lateness_to_ms({n: environ[v] for n, v in ENV_VARS.items() if environ.get(v)})
         profile = profile or environ.get("TU_PROFILE")
         if profile:
-            values.update(_read_profile(profile, profiles_path or default_profiles_path()))
-        values.update({k: v for k, v in kwargs.items() if v is not None})
+            path = profiles_path or default_profiles_path()
+            values.update(_lateness_to_ms(_read_profile(profile, path)))
+        values.update(_lateness_to_ms({k: v for k, v in kwargs.items() if v is not None}))
         for name in _SECRETS:
             if isinstance(values.get(name), str):
                 values[name] = Secret(values[name])
@@ -166,12 +184,16 @@ class Settings:
             conf["sasl.username"] = self.sasl_username
             assert self.sasl_password is not None
             conf["sasl.password"] = self.sasl_password.get()
+        if self.ssl_ca_location and "SSL" in self.security_protocol:
+            conf["ssl.ca.location"] = self.ssl_ca_location
         conf.update(self.extra_kafka)
         return conf
 
     def registry_config(self) -> dict[str, Any]:
         """confluent-kafka ``SchemaRegistryClient`` configuration (contains the secret)."""
         conf: dict[str, Any] = {"url": self.schema_registry_url}
+        if self.ssl_ca_location and self.schema_registry_url.lower().startswith("https:"):
+            conf["ssl.ca.location"] = self.ssl_ca_location
         if self.schema_registry_username and self.schema_registry_password:
             conf["basic.auth.user.info"] = (
                 f"{self.schema_registry_username}:{self.schema_registry_password.get()}"
@@ -217,6 +239,50 @@ def _read_profile(name: str, path: Path) -> dict[str, Any]:
             f"profile {name!r} not found in {path} (have: {', '.join(sorted(profiles)) or 'none'})"
         )
     return dict(profiles[name])
+
+
+def _lateness_to_ms(values: dict[str, Any]) -> dict[str, Any]:
+    """One layer's ``lateness`` (kwarg, ``TU_LATENESS``, profile key) as ``lateness_ms``."""
+    from ._timespec import parse_duration
+
+    given = values.pop("lateness", None)
+    if given is None:
+        return values
+    if isinstance(given, int) and not isinstance(given, bool):
+        raise ConfigurationError(
+            f"lateness={given!r} has no unit: say e.g. lateness='5m' (or lateness_ms={given})"
+        )
+    values["lateness_ms"] = int(parse_duration(given, allow_zero=True).total_seconds() * 1000)
+    return values
+
+
+def _check_bootstrap(servers: str) -> None:
+    for entry in servers.split(","):
+        address = entry.strip().rpartition("://")[2]  # librdkafka allows "SASL_SSL://h:p"
+        host, sep, port = address.rpartition(":")
+        bad_port = bool(sep) and not address.endswith("]") and not (
+            host and port.isdigit() and 0 < int(port) < 65536
+        )
+        if not address or any(c.isspace() or c in "/?#@" for c in address) or bad_port:
+            raise ConfigurationError(
+                f"bootstrap_servers {servers!r} is not a comma-separated list of host:port "
+                "(e.g. pkc-xxxx.europe-west1.gcp.confluent.cloud:9092)"
+            )
+
+
+def _check_registry_url(url: str) -> None:
+    for entry in url.split(","):
+        parts = urlsplit(entry.strip())
+        try:
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            _ = parts.port  # a port that is not a number raises ValueError
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigurationError(
+                f"schema_registry_url {url!r} is not an http(s) URL "
+                "(e.g. https://psrc-xxxx.europe-west1.gcp.confluent.cloud)"
+            )
 
 
 def scrub(text: str, secrets: list[str]) -> str:

@@ -95,3 +95,59 @@ class RetentionWarning(TuAnalyticsWarning):
 
 
 __all__ += ["DecodeWarning", "RetentionWarning", "TuAnalyticsWarning"]
+
+
+# -- times, names and snapshots (added with issues 9/15) --------------------------------------
+
+
+class NaiveTimeWarning(TuAnalyticsWarning):
+    """A time without a UTC offset was read in this computer's local time zone.
+
+    ``value`` is what was given, ``resolved`` the UTC instant it was read as, ``zone`` the
+    local zone's name at that instant.
+    """
+
+    def __init__(self, value: object, resolved: object, zone: str) -> None:
+        self.value, self.resolved, self.zone = value, resolved, zone
+        super().__init__(
+            f"{value!r} has no UTC offset: read in this computer's local time ({zone}) as "
+            f"{resolved}. Add an offset ('Z', '+01:00') or pass an aware datetime to say "
+            "which instant you mean"
+        )
+
+
+class UnknownMachineWarning(TuAnalyticsWarning):
+    """Some ``machines=`` entries match no machine id or EquipmentID in the window.
+
+    ``unknown`` lists them; ``close`` maps each to its closest known ids or names.
+    """
+
+    def __init__(self, unknown: tuple[str, ...], close: dict[str, list[str]]) -> None:
+        self.unknown, self.close = unknown, close
+        parts = []
+        for name in unknown:
+            near = close.get(name) or []
+            hint = f" (did you mean {', '.join(repr(n) for n in near)}?)" if near else ""
+            parts.append(f"{name!r}{hint}")
+        super().__init__(
+            "no machine in this window has the machine id or EquipmentID "
+            + "; ".join(parts)
+        )
+
+
+class SnapshotIntegrityError(SnapshotError):
+    """A snapshot's frame file does not match its manifest (truncated, swapped, altered).
+
+    ``path`` is the file, ``check`` what differs (``"sha256"`` or ``"rows"``), with the
+    manifest's ``expected`` value and the ``found`` one.
+    """
+
+    def __init__(self, path: object, check: str, expected: object, found: object) -> None:
+        self.path, self.check, self.expected, self.found = path, check, expected, found
+        super().__init__(
+            f"snapshot file {path} fails its {check} check (manifest {expected}, file {found}): "
+            "it was changed or damaged after the snapshot was written"
+        )
+
+
+__all__ += ["NaiveTimeWarning", "SnapshotIntegrityError", "UnknownMachineWarning"]

@@ -7,18 +7,24 @@ credentials and gives back equal frames, so a shared notebook reruns anywhere.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
-from .errors import SnapshotError
+from .errors import SnapshotError, SnapshotIntegrityError
 
 Format = Literal["insights", "raw"]
-SNAPSHOT_VERSION = 1
+#: 2: window.json gains per-frame row counts and SHA-256s, and the spec lateness_ms,
+#: max_disorder_ms, covered_end and dedupe. Version 1 snapshots still load.
+SNAPSHOT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -37,11 +43,21 @@ class WindowSpec:
     records: int
     errors: int
     bootstrap_servers: str = ""
+    #: Offsets were planned up to ``end + lateness`` and filtered by timestamp (0: not).
+    lateness_ms: int = 0
+    #: The largest backwards step between consecutive Kafka timestamps of a partition.
+    max_disorder_ms: int = 0
+    #: Where the read actually stopped when that is before ``end`` (a future end, a
+    #: high watermark short of ``end + lateness``); None when ``end`` was fully covered.
+    covered_end: datetime | None = None
+    #: Exact repeats (same key and value bytes) were dropped, keeping the first offset.
+    dedupe: bool = False
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("start", "end", "created"):
             d[k] = getattr(self, k).isoformat()
+        d["covered_end"] = self.covered_end.isoformat() if self.covered_end else None
         d["offsets"] = {str(p): list(v) for p, v in self.offsets.items()}
         d["machines"] = list(self.machines) if self.machines is not None else None
         d["schema_ids"] = list(self.schema_ids)
@@ -60,7 +76,12 @@ class WindowSpec:
             created=datetime.fromisoformat(d["created"]),
             records=int(d["records"]),
             errors=int(d["errors"]),
-            bootstrap_servers=d.get("bootstrap_servers", ""),
+            bootstrap_servers=str(d.get("bootstrap_servers", "")),
+            # Older snapshots lack these: they planned to `end` exactly and kept repeats.
+            lateness_ms=int(d.get("lateness_ms", 0)),
+            max_disorder_ms=int(d.get("max_disorder_ms", 0)),
+            covered_end=datetime.fromisoformat(d["covered_end"]) if d.get("covered_end") else None,
+            dedupe=bool(d.get("dedupe", False)),
         )
 
 
@@ -95,21 +116,67 @@ class Window:
     ) -> pl.DataFrame:
         """``main`` re-keyed by a measurement clock: rows whose ``column`` lies in [start, end).
 
-        ``column`` is any ``*_datetime`` column (or an insight name, meaning its
-        ``_datetime``). Records arrive late and out of order, so this is how to ask what was
-        measured in a period rather than what was received.
+        ``column`` is any ``*_datetime`` column, or an insight's name, meaning that insight's
+        own clock (``"CumulativeOperatingHours"`` -> ``CumulativeOperatingHours_datetime``).
+        Records arrive late and out of order, so this is how to ask what was measured in a
+        period rather than what was received. Times without an offset are local (see
+        :class:`~tu_analytics.errors.NaiveTimeWarning`).
         """
-        if column not in self.main.columns and f"{column}_datetime" in self.main.columns:
-            column = f"{column}_datetime"
-        if column not in self.main.columns:
-            raise KeyError(f"{column!r} is not a column of the main frame")
-        df = self.main.filter(pl.col(column).is_not_null())
-        tz = "UTC"
+        clock = _clock_column(self.main.schema, column)
+        df = self.main.filter(pl.col(clock).is_not_null())
         if start is not None:
-            df = df.filter(pl.col(column) >= pl.lit(_as_dt(start)).dt.convert_time_zone(tz))
+            df = df.filter(pl.col(clock) >= _as_utc(start))
         if end is not None:
-            df = df.filter(pl.col(column) < pl.lit(_as_dt(end)).dt.convert_time_zone(tz))
-        return df.sort(column) if sort else df
+            df = df.filter(pl.col(clock) < _as_utc(end))
+        return df.sort(clock) if sort else df
+
+    def insights(self) -> pl.DataFrame:
+        """The insights present in ``main``: one row each, with ``unit``, ``value_type``,
+        ``rows`` (non-null values), ``coverage`` (share of the window's rows), the value
+        range ``min``/``max`` (numbers and booleans as 0/1; null for text), ``distinct``
+        values and the first and last measurement time."""
+        stats = [_insight_stats(self.main.schema, ins, vt) for ins, vt in self._insight_types()]
+        if not stats or not self.main.height:
+            return pl.DataFrame(schema=_INSIGHTS_SCHEMA)
+        row = self.main.select(e for exprs in stats for e in exprs).row(0, named=True)
+        units = dict(zip(self.units["insight"], self.units["unit"], strict=True))
+        out = [
+            {"insight": ins, "unit": units.get(ins), "value_type": vt,
+             "rows": row[f"{ins}|rows"], "coverage": row[f"{ins}|rows"] / self.main.height,
+             **{k: row[f"{ins}|{k}"] for k in ("min", "max", "distinct", "first", "last")}}
+            for ins, vt in self._insight_types()
+            if row[f"{ins}|rows"]
+        ]
+        return pl.DataFrame(out, schema=_INSIGHTS_SCHEMA)
+
+    def drop_null_insights(self) -> Window:
+        """This window with the insight columns (and their ``_datetime``) that hold no value
+        dropped. The full, stable schema stays the default, for pipelines that need it."""
+        names = [ins for ins, _ in self._insight_types()]
+        if not names or not self.main.height:
+            return self
+        counts = self.main.select(pl.col(n).count() for n in names).row(0)
+        empty = [n for n, c in zip(names, counts, strict=True) if c == 0]
+        drop = [c for n in empty for c in (n, f"{n}_datetime") if c in self.main.columns]
+        return replace(self, main=self.main.drop(drop))
+
+    def _insight_types(self) -> list[tuple[str, str]]:
+        if "insight" not in self.units.columns:
+            return []
+        cols = set(self.main.columns)
+        return [(i, v) for i, v in zip(self.units["insight"], self.units["value_type"],
+                                       strict=True) if i in cols]
+
+    def to_pandas(self, frame: str = "main") -> Any:
+        """A frame as a pandas DataFrame (needs ``pip install 'tu-analytics[pandas]'``)."""
+        for module in ("pandas", "pyarrow"):
+            if importlib.util.find_spec(module) is None:
+                raise ModuleNotFoundError(
+                    f"to_pandas() needs {module}: pip install 'tu-analytics[pandas]' "
+                    "(or work in Polars: window.main is a polars.DataFrame)",
+                    name=module,
+                )
+        return self.frames[frame].to_pandas()
 
     def summary(self) -> dict[str, Any]:
         id_col = "MachineId" if "MachineId" in self.main.columns else "machineId"
@@ -136,15 +203,20 @@ class Window:
     # -- snapshots --------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
-        """Write every frame and the spec to a snapshot directory."""
+        """Write every frame and ``window.json`` (the spec, and each frame's row count and
+        SHA-256, which :func:`load_snapshot` checks) to a snapshot directory."""
         root = Path(path)
         try:
             root.mkdir(parents=True, exist_ok=True)
+            files: dict[str, dict[str, Any]] = {}
             for name, df in self.frames.items():
-                df.write_parquet(root / f"{name}.parquet")
+                file = _frame_path(root, name)
+                df.write_parquet(file)
+                files[name] = {"rows": df.height, "sha256": _sha256(file)}
             meta = {
                 "snapshot_version": SNAPSHOT_VERSION,
                 "long": list(self.long),
+                "frames": files,
                 "spec": self.spec.to_json(),
             }
             (root / "window.json").write_text(json.dumps(meta, indent=1))
@@ -153,34 +225,124 @@ class Window:
         return root
 
 
+_INSIGHTS_SCHEMA: Mapping[str, pl.DataType] = {
+    "insight": pl.String(), "unit": pl.String(), "value_type": pl.String(), "rows": pl.Int64(),
+    "coverage": pl.Float64(), "min": pl.Float64(), "max": pl.Float64(), "distinct": pl.Int64(),
+    "first": pl.Datetime("ms", "UTC"), "last": pl.Datetime("ms", "UTC"),
+}
+
+
+def _insight_stats(schema: Mapping[str, pl.DataType], name: str, value_type: str) -> list[pl.Expr]:
+    value = pl.col(name)
+    number = value.cast(pl.Float64) if value_type != "enum" else pl.lit(None, pl.Float64)
+    clock = f"{name}_datetime"
+    when = pl.col(clock) if clock in schema else pl.lit(None, pl.Datetime("ms", "UTC"))
+    return [
+        value.count().alias(f"{name}|rows"),
+        number.min().alias(f"{name}|min"),
+        number.max().alias(f"{name}|max"),
+        value.drop_nulls().n_unique().alias(f"{name}|distinct"),
+        when.min().alias(f"{name}|first"),
+        when.max().alias(f"{name}|last"),
+    ]
+
+
+def _clock_column(schema: Mapping[str, pl.DataType], column: str) -> str:
+    """The measurement-clock column ``column`` names: itself if it is a time column, else the
+    ``_datetime`` of the insight (or location field) of that name."""
+    for name in (column, f"{column}_datetime", f"{column}_insight_datetime"):
+        if isinstance(schema.get(name), pl.Datetime):
+            return name
+    if column in schema:
+        raise KeyError(f"{column!r} is neither a time column nor an insight with a _datetime")
+    raise KeyError(f"{column!r} is not a column of the main frame")
+
+
+def _as_utc(value: datetime | str) -> datetime:
+    from ._timespec import parse_time
+
+    # The user's call is two frames up (by_measurement_time, then this).
+    return parse_time(value, stacklevel=4).astimezone(UTC)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+_FRAME_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+def _frame_path(root: Path, name: object) -> Path:
+    """``root/<name>.parquet``, refusing any name that could point outside ``root``."""
+    if not isinstance(name, str) or not _FRAME_NAME.fullmatch(name):
+        raise SnapshotError(f"snapshot {root}: {name!r} is not a frame name")
+    return root / f"{name}.parquet"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load_snapshot(path: str | Path) -> Window:
-    """Load a snapshot written by :meth:`Window.save`; needs no credentials."""
+    """Load a snapshot written by :meth:`Window.save`; needs no credentials.
+
+    Every frame is checked against the manifest (row count and SHA-256) before it is
+    returned; a damaged or altered snapshot raises :class:`SnapshotError`. Snapshots of
+    format version 1 (no checksums) still load.
+    """
     root = Path(path)
+    meta = _read_manifest(root)
+    version = meta.get("snapshot_version")
+    if version not in (1, SNAPSHOT_VERSION) or isinstance(version, bool):
+        raise SnapshotError(f"{root}: unsupported snapshot version {version!r}")
+    try:
+        spec = WindowSpec.from_json(meta["spec"])
+        long = meta["long"]
+        checks = meta["frames"] if version >= 2 else None
+        if not isinstance(long, list) or not (checks is None or isinstance(checks, dict)):
+            raise TypeError("'long' must be a list and 'frames' an object")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SnapshotError(f"{root / 'window.json'} is malformed: {exc!r}") from None
+    names = ["main", "errors", "units", *long]
+    if checks is not None and set(checks) != set(names):
+        raise SnapshotError(f"{root / 'window.json'}: frames {sorted(checks)} != {sorted(names)}")
+    frames = {name: _read_frame(root, name, checks) for name in names}
+    return Window(spec=spec, main=frames.pop("main"), errors=frames.pop("errors"),
+                  units=frames.pop("units"), long=frames)
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
     try:
         meta = json.loads((root / "window.json").read_text())
     except FileNotFoundError:
         raise SnapshotError(f"{root} is not a tu-analytics snapshot (no window.json)") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SnapshotError(f"could not read {root / 'window.json'}: {exc}") from exc
-    if meta.get("snapshot_version") != SNAPSHOT_VERSION:
-        raise SnapshotError(f"unsupported snapshot version {meta.get('snapshot_version')!r}")
-
-    def read(name: str) -> pl.DataFrame:
-        try:
-            return pl.read_parquet(root / f"{name}.parquet")
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise SnapshotError(f"could not read {name}.parquet from {root}: {exc}") from exc
-
-    return Window(
-        spec=WindowSpec.from_json(meta["spec"]),
-        main=read("main"),
-        errors=read("errors"),
-        units=read("units"),
-        long={name: read(name) for name in meta["long"]},
-    )
+    if not isinstance(meta, dict):
+        raise SnapshotError(f"{root / 'window.json'} is malformed: not a JSON object")
+    return meta
 
 
-def _as_dt(value: datetime | str) -> datetime:
-    from ._timespec import parse_time
+def _read_frame(root: Path, name: object, checks: dict[str, Any] | None) -> pl.DataFrame:
+    file = _frame_path(root, name)
+    try:
+        if file.resolve().parent != root.resolve():  # a symlink out of the snapshot
+            raise SnapshotError(f"snapshot {root}: {file.name} points outside the snapshot")
+        expected = checks[str(name)] if checks is not None else None
+        if expected is not None:
+            if not isinstance(expected, dict):
+                raise SnapshotError(f"{root / 'window.json'}: entry for {name!r} is malformed")
+            _verify(file, "sha256", expected.get("sha256"), _sha256(file))
+        df = pl.read_parquet(file)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise SnapshotError(f"could not read {file.name} from {root}: {exc}") from exc
+    if expected is not None:
+        _verify(file, "rows", expected.get("rows"), df.height)
+    return df
 
-    return parse_time(value)
+
+def _verify(file: Path, check: str, expected: object, found: object) -> None:
+    if expected != found or isinstance(expected, bool):
+        raise SnapshotIntegrityError(file, check, expected, found)
