@@ -130,7 +130,7 @@ class Connection:
         main, long = frames.main, dict(frames.long)
         if wanted is not None:
             id_col = "MachineId" if fmt == "insights" else "machineId"
-            main = _machines.select(main, wanted, id_col, stacklevel=3)  # ids or EquipmentIDs
+            main = _machines.select(main, wanted, id_col, stacklevel=4)  # ids or EquipmentIDs
             keys = main.select("partition", "offset")
             long = {k: v.join(keys, on=["partition", "offset"], how="semi")
                     for k, v in long.items()}

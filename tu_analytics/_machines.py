@@ -71,5 +71,5 @@ def select(main: pl.DataFrame, requested: Iterable[str], id_col: str,
     warning :class:`UnknownMachineWarning` for names that match no machine."""
     res = resolve(list(requested), known_names(main, id_col))
     if res.unknown:
-        warnings.warn(UnknownMachineWarning(res.unknown, res.close), stacklevel=stacklevel + 1)
+        warnings.warn(UnknownMachineWarning(res.unknown, res.close), stacklevel=stacklevel)
     return main.filter(pl.col(id_col).is_in(sorted(res.ids)))

@@ -65,6 +65,8 @@ class WindowSpec:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> WindowSpec:
+        if d["format"] not in ("insights", "raw"):
+            raise ValueError(f"format {d['format']!r} is neither 'insights' nor 'raw'")
         return cls(
             topic=d["topic"],
             format=d["format"],
@@ -301,13 +303,18 @@ def load_snapshot(path: str | Path) -> Window:
         spec = WindowSpec.from_json(meta["spec"])
         long = meta["long"]
         checks = meta["frames"] if version >= 2 else None
-        if not isinstance(long, list) or not (checks is None or isinstance(checks, dict)):
-            raise TypeError("'long' must be a list and 'frames' an object")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if not isinstance(long, list) or not all(isinstance(n, str) for n in long):
+            raise TypeError("'long' must be a list of frame names")
+        if not (checks is None or isinstance(checks, dict)):
+            raise TypeError("'frames' must be an object")
+    except (LookupError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise SnapshotError(f"{root / 'window.json'} is malformed: {exc!r}") from None
     names = ["main", "errors", "units", *long]
     if checks is not None and set(checks) != set(names):
-        raise SnapshotError(f"{root / 'window.json'}: frames {sorted(checks)} != {sorted(names)}")
+        raise SnapshotError(
+            f"{root / 'window.json'}: frames listed {sorted(map(str, checks))} but the "
+            f"snapshot has {sorted(names)}"
+        )
     frames = {name: _read_frame(root, name, checks) for name in names}
     return Window(spec=spec, main=frames.pop("main"), errors=frames.pop("errors"),
                   units=frames.pop("units"), long=frames)

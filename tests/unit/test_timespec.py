@@ -64,7 +64,7 @@ def test_bad_durations(bad: str) -> None:
 @pytest.mark.parametrize("bad", [2, 2.5, None, b"2h", ["2h"]])
 def test_a_duration_that_is_not_text_is_a_clear_error(bad: object) -> None:
     # last=2 used to raise a raw AttributeError ('int' object has no attribute 'strip').
-    with pytest.raises(ConfigurationError, match="text or a timedelta.*e.g. '90s'"):
+    with pytest.raises(ConfigurationError, match=r"text or a timedelta.*e\.g\. '90s'"):
         parse_duration(bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         resolve_range(None, None, bad, datetime(2026, 11, 27, tzinfo=UTC))  # type: ignore[arg-type]
