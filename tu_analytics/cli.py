@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,6 +93,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tu-analytics", description=__doc__)
+    p.add_argument(
+        "--debug", action="store_true",
+        help="on failure, print the full traceback as well as the one-line error",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     sb = sub.add_parser("sandbox", help="the local Streaming API sandbox")
@@ -114,21 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     envp.add_argument("--admin", action="store_true", help="the operator's credentials")
     envp.set_defaults(func=_sandbox_env)
 
+    from .cli_window import add_window_arguments
+
     w = sub.add_parser("window", help="pull a bounded window of the topic into Parquet")
-    g = w.add_mutually_exclusive_group(required=True)
-    g.add_argument("--last", help="a duration such as 2h, 30m, 1d")
-    g.add_argument("--start", help="ISO time (with --end)")
-    w.add_argument("--end", help="ISO time (with --start)")
-    w.add_argument("--machine", action="append", default=[], help="a MachineId (repeatable)")
-    w.add_argument("--format", choices=["insights", "raw"], help="which customer topic (sandbox)")
-    w.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        type=Path,
-        help="a .parquet file (main frame) or a directory (whole snapshot)",
-    )
-    w.add_argument("--no-progress", action="store_true")
+    add_window_arguments(w)
     w.set_defaults(func=_window)
 
     d = sub.add_parser("demo", help="sandbox up, last hour, summary and an HTML report")
@@ -142,12 +137,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except TuAnalyticsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # every failure is one line and rc 2; a traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {_describe(exc)}", file=sys.stderr)
+        return 2
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's text; a driver's or Python's own error also names its type."""
+    from ._settings import ENV_VARS, scrub
+
+    text = str(exc) or type(exc).__name__
+    if not isinstance(exc, TuAnalyticsError):
+        text = f"{type(exc).__name__}: {text}"
+    # Our own messages never hold secrets; a driver's might echo its configuration.
+    secrets = [os.environ.get(ENV_VARS[n], "") for n in ("sasl_password",
+                                                         "schema_registry_password")]
+    return scrub(text, secrets)
 
 
 if __name__ == "__main__":
