@@ -176,4 +176,5 @@ def test_every_option_of_the_global_and_window_parsers_has_help() -> None:
         s for a in opts for s in a.option_strings
     }
     for action in opts:
-        assert action.help and len(action.help) > 10, action.option_strings
+        assert action.help, action.option_strings
+        assert len(action.help) > 10, action.option_strings
