@@ -142,15 +142,22 @@ def test_drop_null_insights_is_an_option_not_the_default() -> None:
     assert slim.spec == win.spec
 
 
-def test_to_pandas_says_how_to_install_it() -> None:
+def test_to_pandas_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    win = _window()
-    if importlib.util.find_spec("pandas") and importlib.util.find_spec("pyarrow"):
-        assert len(win.to_pandas()) == 40
-    else:
-        with pytest.raises(ModuleNotFoundError, match=r"tu-analytics\[pandas\]"):
-            win.to_pandas()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pandas" else real(name, *a)
+    )
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'tu-analytics\[pandas\]'"):
+        _window().to_pandas()
+
+
+def test_to_pandas_converts_when_the_extra_is_installed() -> None:
+    # The dev extra includes the pandas extra, so this runs wherever the tests do.
+    df = _window().to_pandas()
+    assert len(df) == 40
+    assert df["CumulativeOperatingHours"].iloc[0] == 100.0
 
 
 # -- snapshots --------------------------------------------------------------------------------
