@@ -68,10 +68,12 @@ class Connection:
     ) -> Window:
         """Every record whose Kafka (receipt) timestamp lies in ``[start, end)``.
 
-        ``start``/``end`` are datetimes or ISO strings (UTC if no offset); or ``last="2h"``
+        ``start``/``end`` are datetimes or ISO strings (local time if no offset, with a
+        :class:`NaiveTimeWarning`); or ``last="2h"``
         for the span up to ``end`` (default: now). The end offsets are fixed when the call
         starts, so the call finishes on a live topic. ``machines`` keeps only those
-        MachineIds. ``max_records``/``max_bytes`` stop an oversized window with
+        machines, named by machine id or EquipmentID (an unknown name warns).
+        ``max_records``/``max_bytes`` stop an oversized window with
         :class:`WindowTooLargeError` before memory runs out. Records that cannot be decoded
         are returned in ``window.errors`` (with a :class:`DecodeWarning`), never dropped.
         """
@@ -248,7 +250,8 @@ def connect(
     With no arguments after ``eval "$(tu-analytics sandbox env)"`` it connects to the
     local sandbox. Keyword names: ``bootstrap_servers``, ``sasl_username``,
     ``sasl_password``, ``topic``, ``schema_registry_url``, ``schema_registry_username``,
-    ``schema_registry_password``, ``security_protocol`` (default ``SASL_SSL``).
+    ``schema_registry_password``, ``security_protocol`` (default ``SASL_SSL``),
+    ``ssl_ca_location``, ``lateness`` (default ``"5m"``).
     """
     if settings is None:
         settings = Settings.resolve(profile=profile, **kwargs)
