@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 import warnings
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from .errors import ConfigurationError, NaiveTimeWarning
 
@@ -74,13 +74,17 @@ def _duration_text(text: str, allow_zero: bool) -> timedelta:
         ) from None
 
 
-def parse_time(value: datetime | str, *, stacklevel: int = 2) -> datetime:
+def parse_time(value: datetime | date | str, *, stacklevel: int = 2) -> datetime:
     """An aware UTC datetime; naive input is read in local time with a NaiveTimeWarning.
+
+    A ``date`` means its local midnight, like an ISO date string.
 
     ``stacklevel`` points the warning at the user's call (as for ``warnings.warn``).
     """
     if isinstance(value, datetime):
         dt = value
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day)
     elif isinstance(value, str):
         dt = _iso(value)
     else:
@@ -127,8 +131,8 @@ def _checked(dt: datetime, given: object) -> datetime:
 
 
 def resolve_range(
-    start: datetime | str | None,
-    end: datetime | str | None,
+    start: datetime | date | str | None,
+    end: datetime | date | str | None,
     last: str | timedelta | None,
     now: datetime | None = None,
     *,

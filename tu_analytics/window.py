@@ -196,9 +196,11 @@ class Window:
 
     def __repr__(self) -> str:
         s = self.summary()
+        covered = self.spec.covered_end
+        short = f" (read only to {covered.isoformat()})" if covered is not None else ""
         return (
-            f"<Window {s['topic']} [{self.spec.start.isoformat()} .. {self.spec.end.isoformat()}): "
-            f"{s['records']:,} records, {s['machines']} machines, {s['errors']} errors, "
+            f"<Window {s['topic']} [{self.spec.start.isoformat()} .. {self.spec.end.isoformat()})"
+            f"{short}: {s['records']:,} records, {s['machines']} machines, {s['errors']} errors, "
             f"schema ids {s['schema_ids']}, frames {list(self.frames)}>"
         )
 

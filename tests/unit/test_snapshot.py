@@ -131,6 +131,10 @@ def test_insights_of_an_empty_window_is_an_empty_typed_frame() -> None:
     assert ins.schema["coverage"] == pl.Float64
 
 
+def test_repr_says_when_the_read_stopped_short() -> None:
+    assert "(read only to 2026-11-27T08:30:00+00:00)" in repr(_window())
+
+
 def test_drop_null_insights_is_an_option_not_the_default() -> None:
     win = _window()
     assert "DefLevel" in win.main.columns  # the full, stable schema stays the default

@@ -7,7 +7,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -103,6 +103,8 @@ def test_naive_times_are_local_like_python_timestamp() -> None:
         assert parse_time("2026-07-01T10:00") == datetime(2026, 7, 1, 8, tzinfo=UTC)
     with pytest.warns(NaiveTimeWarning):
         assert parse_time("2026-11-27") == datetime(2026, 11, 26, 23, tzinfo=UTC)
+    with pytest.warns(NaiveTimeWarning):
+        assert parse_time(date(2026, 11, 27)) == datetime(2026, 11, 26, 23, tzinfo=UTC)
 
 
 @pytest.mark.usefixtures("copenhagen")
