@@ -175,3 +175,26 @@ def test_cli_naive_times_flags_and_machine_names(sandbox, full, tmp_path: Path) 
     assert f"range:    [{a.isoformat()} .. {b.isoformat()})" in out.stdout
     snap = tu_analytics.load_snapshot(tmp_path / "snap")
     assert set(snap.main["EquipmentID"].drop_nulls()) <= {name}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"last": "100000w"},
+        {"last": "1000000000w"},
+        {"last": 2},
+        {"start": "1900-01-01T00:00Z", "end": "1900-01-02T00:00Z"},
+        {"start": datetime(1969, 12, 31, tzinfo=UTC), "end": "2026-01-01T00:00Z"},
+    ],
+)
+def test_bad_ranges_are_configuration_errors_before_any_read(sandbox, kwargs) -> None:
+    conn = sandbox.connect()
+    t0 = time.monotonic()
+    with pytest.raises(tu_analytics.ConfigurationError):
+        conn.window(progress=False, **kwargs)
+    assert time.monotonic() - t0 < 10
+
+
+def test_a_malformed_registry_url_is_refused_at_connect(sandbox) -> None:
+    with pytest.raises(tu_analytics.ConfigurationError, match="not an http"):
+        sandbox.connect(schema_registry_url="not a url")
