@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import polars as pl
 
 from .errors import SnapshotError, SnapshotIntegrityError
 
 Format = Literal["insights", "raw"]
+T = TypeVar("T")
 #: 2: window.json gains per-frame row counts and SHA-256s, and the spec lateness_ms,
 #: max_disorder_ms, covered_end and dedupe. Version 1 snapshots still load.
 SNAPSHOT_VERSION = 2
@@ -65,26 +66,47 @@ class WindowSpec:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> WindowSpec:
+        """The spec of ``window.json``; ValueError/TypeError/KeyError if any field is off."""
         if d["format"] not in ("insights", "raw"):
             raise ValueError(f"format {d['format']!r} is neither 'insights' nor 'raw'")
+        machines = d.get("machines")
         return cls(
-            topic=d["topic"],
+            topic=_typed(d["topic"], str),
             format=d["format"],
-            start=datetime.fromisoformat(d["start"]),
-            end=datetime.fromisoformat(d["end"]),
-            machines=tuple(d["machines"]) if d.get("machines") is not None else None,
-            offsets={int(p): (int(v[0]), int(v[1])) for p, v in d["offsets"].items()},
-            schema_ids=tuple(d["schema_ids"]),
-            created=datetime.fromisoformat(d["created"]),
-            records=int(d["records"]),
-            errors=int(d["errors"]),
-            bootstrap_servers=str(d.get("bootstrap_servers", "")),
+            start=_time(d["start"]),
+            end=_time(d["end"]),
+            machines=None if machines is None else tuple(_typed(m, str) for m in machines),
+            offsets={int(_typed(p, str)): _pair(v) for p, v in _typed(d["offsets"], dict).items()},
+            schema_ids=tuple(_typed(i, int) for i in _typed(d["schema_ids"], list)),
+            created=_time(d["created"]),
+            records=_typed(d["records"], int),
+            errors=_typed(d["errors"], int),
+            bootstrap_servers=_typed(d.get("bootstrap_servers", ""), str),
             # Older snapshots lack these: they planned to `end` exactly and kept repeats.
-            lateness_ms=int(d.get("lateness_ms", 0)),
-            max_disorder_ms=int(d.get("max_disorder_ms", 0)),
-            covered_end=datetime.fromisoformat(d["covered_end"]) if d.get("covered_end") else None,
-            dedupe=bool(d.get("dedupe", False)),
+            lateness_ms=_typed(d.get("lateness_ms", 0), int),
+            max_disorder_ms=_typed(d.get("max_disorder_ms", 0), int),
+            covered_end=None if d.get("covered_end") is None else _time(d["covered_end"]),
+            dedupe=_typed(d.get("dedupe", False), bool),
         )
+
+
+def _typed(value: Any, kind: type[T]) -> T:
+    # bool is an int to Python, never to a manifest.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"{value!r} is not {kind.__name__}")
+    return value
+
+
+def _time(value: Any) -> datetime:
+    dt = datetime.fromisoformat(_typed(value, str))
+    if dt.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset")
+    return dt
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    first, last = _typed(value, list)  # ValueError unless exactly two
+    return _typed(first, int), _typed(last, int)
 
 
 @dataclass

@@ -327,3 +327,58 @@ def test_missing_frame_file_is_a_snapshot_error(snap: Path) -> None:
     (snap / "errors.parquet").unlink()
     with pytest.raises(SnapshotError, match=r"errors\.parquet"):
         load_snapshot(snap)
+
+
+def _paths(node: object, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def test_any_mangled_manifest_loads_or_raises_snapshot_error(snap: Path) -> None:
+    import random
+
+    rng = random.Random(15)
+    original = _manifest(snap)
+    junk = [None, 0, -1, 1.5, 1e308, "", "x", "../x", [], [1, 2], {}, {"a": 1}, True]
+    paths = [p for p in _paths(original) if p]
+    refused = 0
+    for _ in range(400):
+        meta = json.loads(json.dumps(original))
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(paths)
+            target = meta
+            try:
+                for key in path[:-1]:
+                    target = target[key]
+                if rng.random() < 0.2 and isinstance(target, dict):
+                    del target[path[-1]]
+                else:
+                    target[path[-1]] = rng.choice(junk)
+            except (KeyError, IndexError, TypeError):
+                continue  # an earlier change removed this path
+        (snap / "window.json").write_text(json.dumps(meta))
+        try:
+            load_snapshot(snap)
+        except SnapshotError:
+            refused += 1
+    # Any other exception type fails the test above; most of these manifests are refused.
+    assert refused > 300, refused
+
+
+def test_every_single_flipped_byte_of_a_frame_is_detected(snap: Path) -> None:
+    file = snap / "errors.parquet"
+    data = file.read_bytes()
+    for i in range(len(data)):
+        flipped = bytearray(data)
+        flipped[i] ^= 0x80
+        file.write_bytes(bytes(flipped))
+        with pytest.raises(SnapshotError):
+            load_snapshot(snap)
+    file.write_bytes(data)
+    assert load_snapshot(snap).errors.height == 0
