@@ -72,10 +72,10 @@ def test_machines_by_equipment_id_and_machine_id(sandbox, full) -> None:
 
 
 def test_an_unknown_machine_warns_with_close_matches(sandbox, full) -> None:
-    row = full.main.filter(pl.col("EquipmentID").is_not_null()).row(0, named=True)
-    mid = row["MachineId"]
-    typo = mid[:-1] + ("0" if mid[-1] != "0" else "1")
     start = full.spec.end - timedelta(hours=6)
+    # A machine that reported in these 6 hours, so the close match is in the window.
+    mid = full.main.filter(pl.col("kafka_timestamp") >= start)["MachineId"].drop_nulls()[0]
+    typo = mid[:-1] + ("0" if mid[-1] != "0" else "1")
     with pytest.warns(UnknownMachineWarning, match="did you mean") as rec:
         win = sandbox.connect().window(start, full.spec.end, machines=[typo, "NO-SUCH-MACHINE"],
                                        progress=False)
@@ -165,7 +165,8 @@ def test_cli_bad_input_is_an_error_line_and_rc_2(
 def test_cli_naive_times_flags_and_machine_names(sandbox, full, tmp_path: Path) -> None:
     b = full.spec.end
     a = b - timedelta(hours=2)
-    name = full.main.filter(pl.col("EquipmentID").is_not_null())["EquipmentID"][0]
+    recent = full.main.filter(pl.col("kafka_timestamp") >= a, pl.col("EquipmentID").is_not_null())
+    name = recent["EquipmentID"][0]
     local = [t.astimezone(CPH).replace(tzinfo=None).isoformat() for t in (a, b)]
     out = _cli(sandbox, "window", "--start", local[0], "--end", local[1], "--machine", name,
                "--lateness", "2m", "--max-records", "1000000", "--max-bytes", "4G",
@@ -174,7 +175,11 @@ def test_cli_naive_times_flags_and_machine_names(sandbox, full, tmp_path: Path) 
     assert out.stdout.count("has no UTC offset") == 2
     assert f"range:    [{a.isoformat()} .. {b.isoformat()})" in out.stdout
     snap = tu_analytics.load_snapshot(tmp_path / "snap")
-    assert set(snap.main["EquipmentID"].drop_nulls()) <= {name}
+    assert set(snap.main["EquipmentID"].drop_nulls()) == {name}
+    mid = recent["MachineId"][0]
+    assert snap.main.height == full.main.filter(
+        pl.col("kafka_timestamp") >= a, pl.col("MachineId") == mid
+    ).height
 
 
 @pytest.mark.parametrize(
