@@ -4,10 +4,9 @@ A user connects with bootstrap servers, SASL credentials, a topic, a Schema Regi
 and registry credentials, plus the security protocol (``SASL_SSL`` on Confluent Cloud,
 ``SASL_PLAINTEXT`` in the local sandbox), a CA file for TLS (``ssl_ca_location``) and the
 ``lateness`` windows allow for out-of-order timestamps (default 5m). Settings come from
-keyword arguments, the
-``TU_*`` environment variables (what ``tu-analytics sandbox env`` prints) or a named profile
-in ``profiles.toml``; explicit keywords win over the profile, the profile over the
-environment. Nothing here touches the network.
+keyword arguments, the ``TU_*`` environment variables (what ``tu-analytics sandbox env``
+prints) or a named profile in ``profiles.toml``; explicit keywords win over the profile,
+the profile over the environment. Nothing here touches the network.
 """
 
 from __future__ import annotations
