@@ -6,6 +6,9 @@ alters the output on purpose, update ``GOLDEN`` deliberately and say why in the 
 
 History:
 - 4ac1bb154e13: the simulator as of the first build (European/US day shifts only).
+- f493494eeadb: a fleet alive at any hour. Generators and light towers may be on night work
+  (every night), 24/7 sites (Newman mine, Rozelle tunnel) work three shifts every day, and
+  the golden fleet gained a third customer at those sites.
 """
 
 from __future__ import annotations
@@ -14,19 +17,20 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from tu_analytics.sandbox._state import PLATFORM_TOPICS
-from tu_analytics.sandbox.fleet import CustomerSpec, build_fleet
+from tu_analytics.sandbox.fleet import CUSTOMERS, CustomerSpec, build_fleet
 from tu_analytics.sandbox.simulator import Simulator
 
 START = datetime(2026, 3, 5, tzinfo=UTC)  # Thursday and Friday
 END = START + timedelta(days=2)
 SCHEMA_IDS = {("insights", 1): 11, ("insights", 2): 12, ("raw", 1): 21}
-GOLDEN = "4ac1bb154e13e227724dea730d256f79d5a3c68a97f165470d7be32ed9f9227b"
+GOLDEN = "f493494eeadb7c8a786b60752233ec0d1da49f6683d274c1ea45c4ad513239ba"
 
 
 def stream_digest() -> tuple[str, int]:
     fleet = build_fleet(5, [
         CustomerSpec("acme-rentals", 10, ("aalborg", "hamburg")),
         CustomerSpec("northwind-build", 8, ("london", "chicago")),
+        CustomerSpec("southern-cross-mining", 6, ("newman", "rozelle"), CUSTOMERS[2].type_mix),
     ])
     sim = Simulator(fleet, seed=11, v2_from=START + timedelta(hours=30))
     h = hashlib.sha256()

@@ -5,7 +5,10 @@ and serial numbers in every process. Behaviour over time (shifts, fuel, faults) 
 :mod:`tu_analytics.sandbox.simulator`; this module only says *what* exists and where.
 
 Sites are real places (street addresses and coordinates of real construction/port districts,
-rounded); each has an IANA time zone because shifts are simulated in local time. A machine
+rounded); each has an IANA time zone because shifts are simulated in local time, and its
+working hours: ``"day"`` (weekday shifts) or ``"24/7"`` (a mine, a tunnel: crews round the clock,
+every day). With 24/7 sites in Australia beside the European and US ones, some machines are
+working at any UTC hour of any weekday. A machine
 relocates only between sites of its customer that share its home site's time zone, so that a
 machine's "working day" is always one local calendar day.
 """
@@ -34,6 +37,7 @@ __all__ = [
 ]
 
 Kind = Literal["diesel", "electric", "kin"]
+SiteHours = Literal["day", "24/7"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,7 @@ class Site:
     altitude: float  # metres above sea level
     tz: str  # IANA zone; shifts are simulated in this local time
     radius_m: float = 250.0  # machines work within this distance of (lat, lon)
+    hours: SiteHours = "day"  # "24/7": crews work round the clock, every day
 
 
 # Real addresses in construction/harbour districts; coordinates rounded to ~10 m.
@@ -207,6 +212,32 @@ SITES: Final[Mapping[str, Site]] = {
             -104.9999,
             1600,
             "America/Denver",
+        ),
+        # Round-the-clock sites: an iron-ore mine in the Pilbara and a motorway tunnel dig.
+        Site(
+            "newman",
+            "Australia",
+            "6753",
+            "Newman",
+            "Mount Whaleback Mine",
+            -23.3640,
+            119.6720,
+            560,
+            "Australia/Perth",
+            radius_m=900.0,
+            hours="24/7",
+        ),
+        Site(
+            "rozelle",
+            "Australia",
+            "2039",
+            "Rozelle",
+            "Rozelle Interchange, City West Link",
+            -33.8640,
+            151.1710,
+            12,
+            "Australia/Sydney",
+            hours="24/7",
         ),
     )
 }
@@ -498,6 +529,19 @@ CUSTOMERS: Final[tuple[CustomerSpec, ...]] = (
     CustomerSpec(
         "northwind-build", 28, ("london", "birmingham", "manchester", "chicago", "dallas")
     ),
+    CustomerSpec(
+        "southern-cross-mining",
+        12,
+        ("newman", "rozelle"),
+        {
+            "excavator": 0.25,
+            "wheel loader": 0.25,
+            "generator": 0.15,
+            "light tower": 0.15,
+            "compressor": 0.1,
+            "telehandler": 0.1,
+        },
+    ),
 )
 
 
@@ -583,7 +627,7 @@ def _pin(rng: random.Random, spec: ModelSpec) -> str:
 
 
 def build_fleet(seed: int = 7, customers: Sequence[CustomerSpec] | None = None) -> Fleet:
-    """The fleet for ``seed``: ``customers`` defaults to :data:`CUSTOMERS` (64 machines)."""
+    """The fleet for ``seed``: ``customers`` defaults to :data:`CUSTOMERS` (76 machines)."""
     specs = tuple(CUSTOMERS if customers is None else customers)
     if not specs:
         raise ValueError("a fleet needs at least one customer")

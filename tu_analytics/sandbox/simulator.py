@@ -21,6 +21,19 @@ epoch, window): generating [a, b) then [b, c) equals generating [a, c), and a fr
 gives the same records as a long-running one. Windows may not start before ``epoch``
 (the first seek chains ~50 µs per machine-day from there: ~1 s for 64 machines x 330 days).
 
+Hours: most sites work weekday day shifts in local time, but a share of generators and light
+towers is on night work (every night), and machines at ``"24/7"`` sites (a Pilbara mine, a
+Sydney tunnel) work three shifts round the clock every day. So some machines are working at
+any UTC hour of any weekday; :meth:`Simulator.working` says which, from the schedule alone.
+
+The sandbox clock: ``SimConfig(clock_offset=d)`` makes the fleet at real instant ``t`` behave as
+it would at ``t + d`` (its local calendar, weekdays and shifts are read at ``t + d``), while
+every timestamp it writes (receipt = Kafka timestamp, and measurement) stays real, so
+``last=`` windows keep working. The sandbox streamer sets it from ``TU_SANDBOX_CLOCK`` (or
+``--clock``): an ISO-8601 instant with an offset, e.g. ``2026-03-04T10:00:00+00:00``, meaning
+"now is that instant" at the streamer's first start; the offset (whole minutes) is kept in
+``streamer.json`` so restarts replay the same stream. Unset, the offset is zero.
+
 Two clocks: ``SimRecord.receipt_ms`` (and the Kafka timestamp a producer should use) is when
 the platform received the record; every ``datetime`` in the payload is when it was measured.
 """
@@ -39,7 +52,7 @@ import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
@@ -51,8 +64,10 @@ __all__ = [
     "DEFAULT_EPOCH",
     "LATE_SHARE",
     "MAX_DELAY_MS",
+    "SimConfig",
     "SimRecord",
     "Simulator",
+    "clock_offset",
     "geohash",
     "load_schemas",
 ]
@@ -104,6 +119,21 @@ _SHORT_UNITS: Final[Mapping[str, str]] = {
     "hertz": "Hz", "seconds": "s", "metres": "m", "g-force": "g", "degrees": "deg",
     "volt-ampere": "VA", "volt-ampere reactive": "var", "count": "count",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """How the simulator departs from the plain fleet model (one object for simulator and
+    streamer). ``clock_offset``: the fleet at real time ``t`` behaves as at ``t + offset``."""
+
+    clock_offset: timedelta = timedelta(0)
+
+
+def clock_offset(clock: datetime, now: datetime) -> timedelta:
+    """The offset that makes ``now`` behave as ``clock``, in whole minutes (both aware)."""
+    if clock.tzinfo is None or now.tzinfo is None:
+        raise ValueError("the sandbox clock needs a time zone (e.g. 2026-03-04T10:00:00Z)")
+    return timedelta(minutes=round((clock - now).total_seconds() / 60.0))
 
 
 def load_schemas() -> dict[tuple[str, int], dict[str, Any]]:
@@ -179,7 +209,9 @@ def _rng(key: int, *parts: int) -> random.Random:
 
 
 # Purposes of the per-day random streams.
-_P_PLAN, _P_MSG, _P_RENT, _P_SPOT = 1, 2, 3, 4
+_P_PLAN, _P_MSG, _P_RENT, _P_SPOT, _P_NIGHT = 1, 2, 3, 4, 5
+_NIGHT_WORK_SHARE: Final = 0.4  # generators and light towers on night work (road works, ...)
+_P_WORK_ROUND_CLOCK: Final = 0.97  # a night/24-7 machine's odds of working on a given day
 
 
 def _to_ms(t: datetime) -> int:
@@ -388,6 +420,7 @@ class _Unit:
         "raw_static",
         "rich",
         "rkey",
+        "schedule",
         "temp_sensors",
         "tz",
         "util",
@@ -424,6 +457,7 @@ class _Unit:
     raw_static: dict[str, Any]
     rkey: int  # random-stream key of this machine under this simulator seed
     temp_sensors: int  # classic temperature inputs wired (RAW temperature1/2)
+    schedule: str  # "day" (weekday shifts), "night" (every night) or "24/7" (every day)
 
 
 class _Ctx:
@@ -735,9 +769,12 @@ class Simulator:
     """
 
     def __init__(self, fleet: Fleet, seed: int = 7, v2_from: datetime | None = None,
-                 epoch: datetime = DEFAULT_EPOCH) -> None:
+                 epoch: datetime = DEFAULT_EPOCH, config: SimConfig = SimConfig()) -> None:
         self.fleet = fleet
         self.seed = seed
+        self.config = config
+        self._shift_ms = int(config.clock_offset.total_seconds() * 1000)
+        self._plans: dict[tuple[int, int], _Plan] = {}
         self.v2_from_ms: int | None = None if v2_from is None else _to_ms(v2_from)
         self.epoch_ms = _to_ms(epoch)
         self.schemas = load_schemas()
@@ -813,6 +850,29 @@ class Simulator:
                 batch = []
         if batch:
             yield batch
+
+    def working(self, at: datetime) -> list[Machine]:
+        """Machines in a working block (engine on, at work) at ``at``, by the schedule alone.
+
+        Tests use it to pick windows in which machines work instead of hoping for daytime.
+        """
+        t = _to_ms(at)
+        out: list[Machine] = []
+        for u in self._units:
+            plan = self._plan_of(u, self._local_day(t, u.tz))
+            if any(sg.st == WORK and sg.t0 <= t < sg.t1 for sg in plan.segs):
+                out.append(u.m)
+        return out
+
+    def _plan_of(self, u: _Unit, day: int) -> _Plan:
+        key = (u.m.index, day)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) > 8192:
+                self._plans.clear()
+            plan = self._plan(u, day, self._state_at(u, day), with_messages=True)
+            self._plans[key] = plan
+        return plan
 
     # -- windows -------------------------------------------------------------------------------
     @staticmethod
@@ -912,9 +972,9 @@ class Simulator:
             tz = self._tz[key] = ZoneInfo(key)
         return tz
 
-    @staticmethod
-    def _local_day(ms: int, tz: ZoneInfo) -> int:
-        return datetime.fromtimestamp(ms / 1000, tz).date().toordinal()
+    def _local_day(self, ms: int, tz: ZoneInfo) -> int:
+        """The local calendar day (ordinal) at real time ``ms`` on the sandbox clock."""
+        return datetime.fromtimestamp((ms + self._shift_ms) / 1000, tz).date().toordinal()
 
     def _day_info(self, tz: ZoneInfo, day: int) -> tuple[int, int, int]:
         """(UTC ms of local midnight, of the next midnight, of 00:00 at the noon offset)."""
@@ -927,7 +987,9 @@ class Simulator:
             d1 = _to_ms(datetime(n.year, n.month, n.day, tzinfo=tz))
             off = datetime(d.year, d.month, d.day, 12, tzinfo=tz).utcoffset()
             off_ms = 0 if off is None else int(off.total_seconds() * 1000)
-            info = self._days[key] = (d0, d1, (day - _UNIX_ORD) * _DAY_MS - off_ms)
+            shift = self._shift_ms  # the sandbox clock: real ms = clock ms - shift
+            info = self._days[key] = (d0 - shift, d1 - shift,
+                                      (day - _UNIX_ORD) * _DAY_MS - off_ms - shift)
         return info
 
     # -- static per machine --------------------------------------------------------------------
@@ -961,6 +1023,7 @@ class Simulator:
         # Generators watch enclosure and coolant; some other units have a cab sensor.
         u.temp_sensors = 2 if m.type == "generator" else 1 if rng.random() < 0.3 else 0
         u.epoch_day = self._local_day(self.epoch_ms, u.tz)
+        u.schedule = _schedule(m, u.rkey)
         self._operators_of(m.customer)
 
         # Counters at the epoch: hours since install at this machine's typical usage.
@@ -1061,15 +1124,24 @@ class Simulator:
         def at(h: float) -> int:
             return min(max(base + int(h * _H_MS), d0), d1)
 
-        iso = dd.isocalendar()
-        off_rent = _uniform01(_mix(u.rkey, _P_RENT, iso.year, iso.week)) < 0.12
-        p_use = (b.p_weekday if wd < 5 else b.p_saturday if wd == 5 else b.p_sunday) * u.util
-        works = rng.random() < p_use and not off_rent
         blocks: list[tuple[int, int, int, float]] = []
         site_from = site_to = s0.site
         transport: tuple[int, int] | None = None
         shift_end = d0
-        if works:
+        if u.schedule != "day":
+            works = rng.random() < _P_WORK_ROUND_CLOCK
+            if works:
+                for a_h, z_h in _round_clock_periods(u.schedule, rng):
+                    self._fill(blocks, rng, u, at(a_h), at(z_h))
+                if blocks:
+                    shift_end = max(t1 for _, t1, _, _ in blocks)
+            iso = None
+        else:
+            iso = dd.isocalendar()
+            off_rent = _uniform01(_mix(u.rkey, _P_RENT, iso.year, iso.week)) < 0.12
+            p_use = (b.p_weekday if wd < 5 else b.p_saturday if wd == 5 else b.p_sunday) * u.util
+            works = rng.random() < p_use and not off_rent
+        if works and iso is not None:
             s_h = b.shift[0] + rng.uniform(-0.4, 0.4)
             e_h = b.shift[1] + rng.uniform(-0.4, 0.6)
             if wd == 5:
@@ -1595,6 +1667,25 @@ class Simulator:
                     {"time": raised, "spn": f.spn, "fmi": f.fmi, "occurrenceCount": 1,
                      "name": f.name, "description": f.description} for raised, f in active]
         return p
+
+
+def _schedule(m: Machine, rkey: int) -> str:
+    """A machine's working hours: its site's, or night work for some generators/towers."""
+    if m.home_site.hours == "24/7":
+        return "night" if m.type == "light tower" else "24/7"
+    if m.type in ("generator", "light tower") and \
+            _uniform01(_mix(rkey, _P_NIGHT)) < _NIGHT_WORK_SHARE:
+        return "night"
+    return "day"
+
+
+def _round_clock_periods(schedule: str, rng: random.Random) -> list[tuple[float, float]]:
+    """Local-hour working periods of a night or 24/7 day (shift changes at ~06 and ~18)."""
+    if schedule == "night":
+        return [(0.0, 6.5 + rng.uniform(-0.3, 0.3)), (19.0 + rng.uniform(-0.3, 0.3), 24.0)]
+    h1 = 6.0 + rng.uniform(-0.4, 0.2)
+    h2 = 18.0 + rng.uniform(-0.4, 0.2)
+    return [(0.0, h1), (h1 + rng.uniform(0.3, 0.6), h2), (h2 + rng.uniform(0.3, 0.6), 24.0)]
 
 
 _ID_NAMESPACE: Final = uuid.UUID("0c4f1b9e-2d7a-5e83-9a61-7f3b2c8d4e15")
