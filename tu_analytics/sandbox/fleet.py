@@ -8,7 +8,8 @@ Sites are real places (street addresses and coordinates of real construction/por
 rounded); each has an IANA time zone because shifts are simulated in local time, and its
 working hours: ``"day"`` (weekday shifts) or ``"24/7"`` (a mine, a tunnel: crews round the clock,
 every day). With 24/7 sites in Australia beside the European and US ones, some machines are
-working at any UTC hour of any weekday. A machine
+working at any UTC hour of any weekday. (The module is long only because of its data tables:
+sites and models, one field a line.) A machine
 relocates only between sites of its customer that share its home site's time zone, so that a
 machine's "working day" is always one local calendar day.
 """
@@ -626,6 +627,44 @@ def _pin(rng: random.Random, spec: ModelSpec) -> str:
     return f"{spec.wmi}{code}{check}{serial}"
 
 
+def _machine(rng: random.Random, seed: int, cust: CustomerSpec, mtype: MachineType, n: int,
+             sites: list[Site], site_weights: list[float], index: int) -> Machine:
+    """The ``n``-th machine of type ``mtype`` of a customer (draws from ``rng`` in order)."""
+    equipment_id = f"{mtype.prefix}-{n:03d}"
+    spec = rng.choice(mtype.models)
+    # Bias toward the first sites: a customer's main yard has most machines.
+    home = rng.choices(sites, weights=site_weights)[0]
+    pool = tuple(s for s in sites if s.tz == home.tz)
+    pin = _pin(rng, spec)
+    kin = mtype.kind == "kin"
+    install_s = _INSTALL_FROM + rng.uniform(0.0, _INSTALL_SPAN)
+    return Machine(
+        index=index,
+        machine_id=str(uuid.uuid5(_NAMESPACE, f"{seed}/{cust.name}/{equipment_id}")),
+        unit_id=None if kin else rng.randrange(3_000_000, 3_999_999),
+        serial_number=pin,
+        pin=pin,
+        telematic_serial=(
+            f"K{rng.randrange(10_000_000, 99_999_999)}"
+            if kin
+            else str(rng.randrange(1_100_000, 2_999_999))
+        ),
+        customer=cust.name,
+        type=mtype.key,
+        kind=mtype.kind,
+        oem=spec.oem,
+        model=spec.model,
+        spec=spec,
+        equipment_id=equipment_id,
+        external_ref=f"{cust.name.split('-')[0][:4].upper()}-{rng.randrange(10**5):05d}",
+        home_site=home,
+        sites=pool,
+        install_ms=int(install_s) * 1000,
+        hours_at_install=0.0 if kin else round(rng.uniform(0, 4500), 1),
+        wheeled=mtype.wheeled,
+    )
+
+
 def build_fleet(seed: int = 7, customers: Sequence[CustomerSpec] | None = None) -> Fleet:
     """The fleet for ``seed``: ``customers`` defaults to :data:`CUSTOMERS` (76 machines)."""
     specs = tuple(CUSTOMERS if customers is None else customers)
@@ -649,41 +688,6 @@ def build_fleet(seed: int = 7, customers: Sequence[CustomerSpec] | None = None) 
             for _ in range(count):
                 rng = _rng("machine", seed, cust.name, type_key, counters.get(mtype.prefix, 0))
                 counters[mtype.prefix] = n = counters.get(mtype.prefix, 0) + 1
-                equipment_id = f"{mtype.prefix}-{n:03d}"
-                spec = rng.choice(mtype.models)
-                # Bias toward the first sites: a customer's main yard has most machines.
-                home = rng.choices(sites, weights=site_weights)[0]
-                pool = tuple(s for s in sites if s.tz == home.tz)
-                pin = _pin(rng, spec)
-                kin = mtype.kind == "kin"
-                install_s = _INSTALL_FROM + rng.uniform(0.0, _INSTALL_SPAN)
                 machines.append(
-                    Machine(
-                        index=len(machines),
-                        machine_id=str(
-                            uuid.uuid5(_NAMESPACE, f"{seed}/{cust.name}/{equipment_id}")
-                        ),
-                        unit_id=None if kin else rng.randrange(3_000_000, 3_999_999),
-                        serial_number=pin,
-                        pin=pin,
-                        telematic_serial=(
-                            f"K{rng.randrange(10_000_000, 99_999_999)}"
-                            if kin
-                            else str(rng.randrange(1_100_000, 2_999_999))
-                        ),
-                        customer=cust.name,
-                        type=type_key,
-                        kind=mtype.kind,
-                        oem=spec.oem,
-                        model=spec.model,
-                        spec=spec,
-                        equipment_id=equipment_id,
-                        external_ref=f"{cust.name.split('-')[0][:4].upper()}-{rng.randrange(10**5):05d}",
-                        home_site=home,
-                        sites=pool,
-                        install_ms=int(install_s) * 1000,
-                        hours_at_install=0.0 if kin else round(rng.uniform(0, 4500), 1),
-                        wheeled=mtype.wheeled,
-                    )
-                )
+                    _machine(rng, seed, cust, mtype, n, sites, site_weights, len(machines)))
     return Fleet(seed=seed, customers=tuple(c.name for c in specs), machines=tuple(machines))
