@@ -8,7 +8,13 @@ History:
 - 4ac1bb154e13: the simulator as of the first build (European/US day shifts only).
 - f493494eeadb: a fleet alive at any hour. Generators and light towers may be on night work
   (every night), 24/7 sites (Newman mine, Rozelle tunnel) work three shifts every day, and
-  the golden fleet gained a third customer at those sites.
+  the golden fleet gained a third customer at those sites. Unchanged by the move of the
+  simulator into sandbox/sim/.
+- 93e971eaf71a: the published shape. Per-insight value/unit field names, ParsedValue double or
+  string, CanMessageValues as three records (plus an accumulated and, from v2, a string
+  CAN variable), schema v3 from hour 40, enum insights as strings; delivery from its own
+  random stream with coverage outages (late_share), moved-back Kafka timestamps
+  (disorder_share) and resends (duplicate_share).
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from tu_analytics.sandbox.simulator import Simulator
 
 START = datetime(2026, 3, 5, tzinfo=UTC)  # Thursday and Friday
 END = START + timedelta(days=2)
-SCHEMA_IDS = {("insights", 1): 11, ("insights", 2): 12, ("raw", 1): 21}
-GOLDEN = "f493494eeadb7c8a786b60752233ec0d1da49f6683d274c1ea45c4ad513239ba"
+SCHEMA_IDS = {("insights", 1): 11, ("insights", 2): 12, ("insights", 3): 13, ("raw", 1): 21}
+GOLDEN = "93e971eaf71a27a3598e41ec7573f6fc877d7304407707f17224a1501a20ff46"
 
 
 def stream_digest() -> tuple[str, int]:
@@ -32,7 +38,8 @@ def stream_digest() -> tuple[str, int]:
         CustomerSpec("northwind-build", 8, ("london", "chicago")),
         CustomerSpec("southern-cross-mining", 6, ("newman", "rozelle"), CUSTOMERS[2].type_mix),
     ])
-    sim = Simulator(fleet, seed=11, v2_from=START + timedelta(hours=30))
+    sim = Simulator(fleet, seed=11, v2_from=START + timedelta(hours=30),
+                    v3_from=START + timedelta(hours=40))
     h = hashlib.sha256()
     n = 0
     for batch in sim.encoded_batches(START, END, SCHEMA_IDS, batch_size=5000):

@@ -319,22 +319,41 @@ def key_use(op: str, key: str, u: Unit, operation: str, ok: bool, t: int) -> dic
             "AccessType": u.access_type, "Success": ok, "datetime": t}
 
 
-def can_messages(c: Ctx, t: int) -> list[dict[str, Any]]:
+_CAN: Final = "com.trackunit.streaming."  # CanMessageValues branches by full name
+
+
+def can_messages(c: Ctx, t: int, version: int) -> list[dict[str, Any]]:
+    """A diesel machine's raw CAN captures: engine speed (min/max), fuel level (value), fuel
+    used (accumulated); from schema v2, where ``ParsedValue`` may be a string, the gear too.
+    ``CanMessageValues`` is a tagged union value: (branch name, record)."""
     v_rpm = rpm(c)
     raw_rpm = int(v_rpm / 0.125)
     fuel = round(100.0 * c.c[FL] / c.u.m.spec.tank_l, 1)
-    return [
+    used = round(_fuel_rate(c) * 120.0 / 3600.0, 3)
+    out = [
         {"datetime": t, "UnitOfMeasurement": "rpm", "VariableId": 190,
          "VariableName": "Engine Speed", "ParsedValue": v_rpm,
-         "CanMessageValues": {"Kind": "MIN_MAX", "MinValue": v_rpm - 60.0,
-                              "MaxValue": v_rpm + 110.0},
+         "CanMessageValues": (_CAN + "CanMessageMinMax", {"MinValue": v_rpm - 60.0,
+                                                          "MaxValue": v_rpm + 110.0}),
          "CanMessageData": {"CanId": 0x0CF00400, "SourceAddress": 0,
                             "BinaryValue": bytes((0xF0, 0x7D, 0x7D, raw_rpm & 0xFF,
                                                   (raw_rpm >> 8) & 0xFF, 0, 0xF0, 0x7D)),
                             "Counter": 1200, "CapturingPeriod": 120, "CanType": "Can A"}},
         {"datetime": t, "UnitOfMeasurement": "%", "VariableId": 96,
          "VariableName": "Fuel Level", "ParsedValue": fuel,
-         "CanMessageValues": {"Kind": "VALUE", "value": fuel},
+         "CanMessageValues": (_CAN + "CanMessageValue", {"value": fuel}),
          "CanMessageData": {"CanId": 0x18FEFC17, "SourceAddress": 23, "Counter": 12,
                             "CapturingPeriod": 120, "CanType": "Can A"}},
+        {"datetime": t, "UnitOfMeasurement": "L", "VariableId": 183,
+         "VariableName": "Engine Fuel Used In Period", "ParsedValue": used,
+         "CanMessageValues": (_CAN + "CanMessageAccumulated", {"value": used}),
+         "CanMessageData": {"CanId": 0x18FEF200, "SourceAddress": 0, "Counter": 1200,
+                            "CapturingPeriod": 120, "CanType": "Can A"}},
     ]
+    if version >= 2:  # a state-type variable: ParsedValue as a string
+        gear = "N" if c.speed <= 0.0 else str(min(4, 1 + int(c.speed / 8.0)))
+        out.append({"datetime": t, "UnitOfMeasurement": "", "VariableId": 523,
+                    "VariableName": "Transmission Current Gear", "ParsedValue": gear,
+                    "CanMessageData": {"CanId": 0x18F00503, "SourceAddress": 3, "Counter": 60,
+                                       "CapturingPeriod": 120, "CanType": "Can B"}})
+    return out

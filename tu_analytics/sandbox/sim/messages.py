@@ -2,9 +2,14 @@
 what each Machine Insights message carries (a random, state-dependent subset of insights).
 
 Message times follow the state (every 1-2 min working, ~5 min idle, 30-60 min heartbeats off,
-an immediate message at ignition/work changes). Each has a receipt delay of seconds; about
-``LATE_SHARE`` arrive minutes to hours late. Every draw comes from the (machine, day) message
-stream in a fixed order, so the output is a pure function of the plan.
+an immediate message at ignition/work changes). Content draws come from the (machine, day)
+message stream in a fixed order, so the content is a pure function of the plan.
+
+Delivery (see ``SimConfig``) draws from its own (machine, day) stream, so the shares change
+when and how often a message arrives, never what it says: a receipt delay of seconds (about
+``LATE_SHARE`` minutes to hours late one by one), a coverage outage holding back a stretch of
+the day until the backlog uploads, a Kafka timestamp moved back (disorder), a second delivery
+(duplicate). The schema version follows the first delivery; a duplicate repeats its bytes.
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ from typing import Any
 from tu_analytics.sandbox.fleet import Site
 
 from .behaviour import INTERVALS_S, KIN_INTERVALS_S, RAW_INTERVALS_S, RAW_TRANSPORT_S
-from .config import LATE_SHARE, MAX_DELAY_MS, NORMAL_DELAY_CAP_MS
+from .config import LATE_SHARE, MAX_DELAY_MS, NORMAL_DELAY_CAP_MS, SimConfig
 from .faults import fault_messages
 from .geo import geohash, offset_m
 from .insights import can_messages, key_use
 from .model import CHARGING, H_MS, IDLE, ON, TRANSPORT, WORK, Ctx, Msg, Plan, Seg, Unit
-from .rand import P_MSG, day_rng
+from .rand import P_DELIVERY, P_MSG, day_rng
 from .raw import raw_payload
 
 __all__ = ["MessageEnv", "day_messages", "timeline"]
@@ -36,9 +41,16 @@ Entry = tuple[int, Any, int | None]  # (field index, value, measurement ms) of a
 class MessageEnv:
     """What messages need beyond the machine and its plan."""
 
-    v2_from_ms: int | None  # insights received from here on use schema version 2
+    v2_from_ms: int | None  # insights delivered from here on use schema version 2
+    v3_from_ms: int | None  # ... and from here on version 3
     index: Mapping[str, int]  # insights field name -> index (schema order)
     operators: Mapping[str, list[tuple[str, str]]]  # customer -> (operator id, key id)
+    config: SimConfig
+
+    def version(self, delivered: int) -> int:
+        if self.v3_from_ms is not None and delivered >= self.v3_from_ms:
+            return 3
+        return 2 if self.v2_from_ms is not None and delivered >= self.v2_from_ms else 1
 
 
 class _Walk:
@@ -94,35 +106,66 @@ def day_messages(u: Unit, plan: Plan, env: MessageEnv) -> Iterator[Msg]:
     ctx = Ctx(u, rng)
     ctx.doy = date.fromordinal(plan.day).timetuple().tm_yday
     walk = _Walk(*env.operators[u.m.customer][plan.operator])
-    v2 = env.v2_from_ms
+    post = _Delivery(day_rng(u.rkey, P_DELIVERY, plan.day), env.config, plan)
     for n, (t, fmt, si, event) in enumerate(times):
         sg = plan.segs[si]
-        receipt = t + _delay(rng)
+        sends = post.deliveries(t)
+        receipt = sends[0][0]
         lat, lon = _position(ctx, sg, t)
         if sg.st == TRANSPORT:
             walk.addr_due = True  # report the new address once it has arrived
         _set_context(ctx, sg, plan, t)
         site = u.m.sites[sg.site]
         if fmt == 1:
-            yield (receipt, u.m.index, t, 1, 1,
-                   raw_payload(ctx, sg, plan, t, event, lat, lon, site, walk.key_id))
-            continue
-        version = 2 if v2 is not None and receipt >= v2 else 1
-        entries = _insights(ctx, env.index, walk, (t, event, lat, lon), site, version)
-        fc = faults.get(n)
-        if fc:
-            entries.append((env.index["FaultCodes"], fc, None))
-        if version == 2 and u.lamps and rng.random() < (0.3 if ctx.on else 0.1):
-            lit = {f.lamp for raised, cleared, f in plan.faults if raised <= t < cleared}
-            entries += [(li, lamp in lit, t) for li, lamp in u.lamps]
-        yield (receipt, u.m.index, t, 0, version, entries)
+            body: Any = raw_payload(ctx, sg, plan, t, event, lat, lon, site, walk.key_id)
+            version = 1
+        else:
+            version = env.version(receipt)
+            body = _insights(ctx, env.index, walk, (t, event, lat, lon), site, version)
+            fc = faults.get(n)
+            if fc:
+                body.append((env.index["FaultCodes"], fc, None))
+            if version >= 2 and u.lamps and rng.random() < (0.3 if ctx.on else 0.1):
+                lit = {f.lamp for raised, cleared, f in plan.faults if raised <= t < cleared}
+                body += [(li, lamp in lit, t) for li, lamp in u.lamps]
+        for delivered, kafka_ts in sends:
+            yield (delivered, u.m.index, t, fmt, version, body, kafka_ts)
 
 
-def _delay(rng: random.Random) -> int:
-    """Receipt delay: seconds after measurement, ``LATE_SHARE`` minutes to hours late."""
-    if rng.random() < LATE_SHARE:
-        return int(math.exp(rng.uniform(math.log(120_000), math.log(MAX_DELAY_MS))))
-    return min(NORMAL_DELAY_CAP_MS, 400 + int(rng.expovariate(1 / 2500.0)))
+class _Delivery:
+    """When a machine-day's messages reach the platform (one random stream per day)."""
+
+    __slots__ = ("cfg", "outage", "rng")
+
+    def __init__(self, rng: random.Random, cfg: SimConfig, plan: Plan) -> None:
+        self.rng, self.cfg = rng, cfg
+        self.outage: tuple[int, int] | None = None
+        if rng.random() < 8.0 * cfg.late_share:  # mean outage 3 h: ~late_share of the day
+            o0 = plan.d0 + int(rng.uniform(0, plan.d1 - plan.d0))
+            self.outage = (o0, o0 + int(rng.uniform(1.0, 5.0) * H_MS))
+
+    def deliveries(self, t: int) -> list[tuple[int, int]]:
+        """(delivery ms, Kafka timestamp ms) of the message measured at ``t``: one, or two
+        for a duplicate."""
+        rng, cfg = self.rng, self.cfg
+        first = min(t + MAX_DELAY_MS, self._arrival(t))
+        ts = first
+        if rng.random() < cfg.disorder_share:  # a parallel writer stamps it a bit earlier
+            ts = max(t, first - int(math.exp(rng.uniform(math.log(2_000), math.log(180_000)))))
+        out = [(first, ts)]
+        if rng.random() < cfg.duplicate_share:  # the device resends: the ack was lost
+            again = min(t + MAX_DELAY_MS, first + int(rng.uniform(5_000, 600_000)))
+            if again > first:  # (equal delivery times would make the merge compare bodies)
+                out.append((again, again))
+        return out
+
+    def _arrival(self, t: int) -> int:
+        rng = self.rng
+        if self.outage is not None and self.outage[0] <= t < self.outage[1]:
+            return self.outage[1] + int(rng.uniform(1_000, 300_000))  # the backlog uploads
+        if rng.random() < LATE_SHARE:
+            return t + int(math.exp(rng.uniform(math.log(120_000), math.log(MAX_DELAY_MS))))
+        return t + min(NORMAL_DELAY_CAP_MS, 400 + int(rng.expovariate(1 / 2500.0)))
 
 
 def _position(c: Ctx, sg: Seg, t: int) -> tuple[float, float]:
@@ -186,7 +229,7 @@ def _insights(c: Ctx, index: Mapping[str, int], walk: _Walk,
             v = getter(c)
             if v is not None:
                 entries.append((fi, v, t))
-    _sensors(c, index, entries, t)
+    _sensors(c, index, entries, t, version)
     return entries
 
 
@@ -200,11 +243,12 @@ def _platform(c: Ctx) -> float:
     return 0.0
 
 
-def _sensors(c: Ctx, index: Mapping[str, int], entries: list[Entry], t: int) -> None:
+def _sensors(c: Ctx, index: Mapping[str, int], entries: list[Entry], t: int,
+             version: int) -> None:
     """CAN messages (diesel, not light towers) and a compressor's advanced sensors."""
     u, rng, z = c.u, c.rng, c.z
     if u.kind == "diesel" and u.m.type != "light tower" and c.on and rng.random() < 0.04:
-        entries.append((index["CANMessages"], can_messages(c, t), None))
+        entries.append((index["CANMessages"], can_messages(c, t, version), None))
     if u.m.type == "compressor" and c.on and rng.random() < 0.3:
         loaded = c.st == WORK
         entries.append((index["AdvancedSensors"], [

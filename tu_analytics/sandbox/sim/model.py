@@ -20,10 +20,9 @@ from tu_analytics.sandbox.fleet import Machine
 from .rand import normal_draws
 
 if TYPE_CHECKING:
-    from tu_analytics.sandbox.encode import Preencoded
-
     from .behaviour import Behaviour
     from .faults import Fault
+    from .sparse import Preencoded
 
 UNIX_ORD: Final = date(1970, 1, 1).toordinal()
 DAY_MS: Final = 86_400_000
@@ -176,5 +175,6 @@ class Ctx:
 
 
 
-# A message of a day: (receipt_ms, machine index, measure_ms, format 0/1, version, body)
-Msg = tuple[int, int, int, int, int, Any]
+# A message of a day, as delivered: (delivery ms: the stream's order, machine index,
+# measure_ms, format 0/1, schema version, body, Kafka timestamp ms).
+Msg = tuple[int, int, int, int, int, Any, int]

@@ -13,8 +13,8 @@ import statistics
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["P_MSG", "P_NIGHT", "P_PLAN", "P_RENT", "P_SPOT", "day_rng", "mix", "normal_draws",
-           "stable_key", "uniform01"]
+__all__ = ["P_DELIVERY", "P_MSG", "P_NIGHT", "P_PLAN", "P_RENT", "P_SPOT", "day_rng", "mix",
+           "normal_draws", "stable_key", "uniform01"]
 
 def stable_key(*parts: object) -> int:
     """A stable 64-bit key (``hash()`` of strings changes between processes)."""
@@ -45,7 +45,7 @@ def day_rng(key: int, *parts: int) -> random.Random:
 
 
 # Purposes of the per-day random streams.
-P_PLAN, P_MSG, P_RENT, P_SPOT, P_NIGHT = 1, 2, 3, 4, 5
+P_PLAN, P_MSG, P_RENT, P_SPOT, P_NIGHT, P_DELIVERY = 1, 2, 3, 4, 5, 6
 
 
 @functools.cache

@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Final, Literal
 
-from tu_analytics.sandbox.encode import AvroEncoder, SparseRecordWriter
+from tu_analytics.sandbox.encode import AvroEncoder
 from tu_analytics.sandbox.fleet import Fleet, Machine
+from tu_analytics.sandbox.schemas import SCHEMA_FILES
 
 from .calendar import Calendar
 from .config import DEFAULT_EPOCH, MAX_DELAY_MS, SimConfig, to_ms
@@ -28,6 +29,7 @@ from .insights import catalogue_units
 from .messages import MessageEnv, day_messages
 from .model import WORK, Msg, Plan, State, Unit
 from .plan import plan_day
+from .sparse import SparseRecordWriter
 from .units import build_unit, operators
 
 __all__ = ["SimFormat", "SimRecord", "Simulator", "load_schemas"]
@@ -43,9 +45,9 @@ _FORMATS: Final[tuple[SimFormat, ...]] = ("insights", "raw")
 def load_schemas() -> dict[tuple[str, int], dict[str, Any]]:
     """The sandbox's writer schemas (parsed JSON) by (format, version)."""
     pkg = resources.files("tu_analytics.sandbox.schemas")
-    files = {("insights", 1): "machine_insights_v1.avsc", ("insights", 2):
-             "machine_insights_v2.avsc", ("raw", 1): "raw_v1.avsc"}
-    return {k: json.loads(pkg.joinpath(f).read_text(encoding="utf-8")) for k, f in files.items()}
+    return {(key.split(".")[0], int(key.split(".")[1])):
+            json.loads(pkg.joinpath(f).read_text(encoding="utf-8"))
+            for key, f in SCHEMA_FILES.items()}
 
 
 @dataclass(slots=True)
@@ -56,7 +58,7 @@ class SimRecord:
     customer: str
     format: SimFormat
     receipt_ms: int  # platform receipt time: the Kafka record timestamp
-    schema_version: int  # 1 or 2 for insights (see v2_from); always 1 for raw
+    schema_version: int  # 1, 2 or 3 for insights (see v2_from, v3_from); always 1 for raw
     payload: dict[str, Any]  # matches the format's .avsc; absent fields are omitted
 
 
@@ -84,22 +86,27 @@ class Simulator:
     """
 
     def __init__(self, fleet: Fleet, seed: int = 7, v2_from: datetime | None = None,
-                 epoch: datetime = DEFAULT_EPOCH, config: SimConfig | None = None) -> None:
+                 epoch: datetime = DEFAULT_EPOCH, config: SimConfig | None = None,
+                 v3_from: datetime | None = None) -> None:
         self.fleet = fleet
         self.seed = seed
         self.config = config = config or SimConfig()
         self.v2_from_ms: int | None = None if v2_from is None else to_ms(v2_from)
+        self.v3_from_ms: int | None = None if v3_from is None else to_ms(v3_from)
+        if self.v3_from_ms is not None and (self.v2_from_ms or 0) > self.v3_from_ms:
+            raise ValueError("v3_from must not come before v2_from")
         self.epoch_ms = to_ms(epoch)
         self.schemas = load_schemas()
         units = catalogue_units()
         self._writers = {v: SparseRecordWriter(self.schemas[("insights", v)], units)
-                         for v in (1, 2)}
+                         for v in (1, 2, 3)}
         self._raw_encoder = AvroEncoder(self.schemas[("raw", 1)])
         self._cal = Calendar(int(config.clock_offset.total_seconds() * 1000))
-        self._units = [build_unit(m, seed, self.epoch_ms, self._cal, self._writers[2])
+        # Versions only append fields, so v3's field indexes hold for every version.
+        self._units = [build_unit(m, seed, self.epoch_ms, self._cal, self._writers[3])
                        for m in fleet.machines]
-        self._env = MessageEnv(self.v2_from_ms, self._writers[2].index,
-                               {c: operators(seed, c) for c in fleet.customers})
+        self._env = MessageEnv(self.v2_from_ms, self.v3_from_ms, self._writers[3].index,
+                               {c: operators(seed, c) for c in fleet.customers}, config)
         self._plans: dict[tuple[int, int], Plan] = {}
         self._checkpoints: list[dict[int, State]] = [{} for _ in self._units]
         self._cursors = [_Cursor(u) for u in self._units]
@@ -109,7 +116,11 @@ class Simulator:
     # -- public --------------------------------------------------------------------------------
     def records(self, start: datetime, end: datetime,
                 formats: Iterable[SimFormat] = _FORMATS) -> Iterator[SimRecord]:
-        """Records whose receipt time is in ``[start, end)``, in receipt-time order."""
+        """Records the platform writes in ``[start, end)``, in that order.
+
+        The order is by delivery time; ``receipt_ms`` (the Kafka timestamp) equals it except
+        for the ``disorder_share`` of records moved back by seconds to minutes (so a record's
+        ``receipt_ms`` may fall up to 3 min before ``start``)."""
         want = _want(formats)
         writers = self._writers
         units = self._units
@@ -119,10 +130,10 @@ class Simulator:
                 continue
             m = units[rec[1]].m
             if fmt == 0:
-                yield SimRecord(m.machine_id, m.customer, "insights", rec[0], rec[4],
+                yield SimRecord(m.machine_id, m.customer, "insights", rec[6], rec[4],
                                 writers[rec[4]].to_dict(rec[5]))
             else:
-                yield SimRecord(m.machine_id, m.customer, "raw", rec[0], 1, rec[5])
+                yield SimRecord(m.machine_id, m.customer, "raw", rec[6], 1, rec[5])
 
     def encoded_batches(
         self, start: datetime, end: datetime, schema_ids: Mapping[tuple[str, int], int],
@@ -158,7 +169,7 @@ class Simulator:
                 writers[rec[4]].encode_into(rec[5], out)
             else:
                 raw_enc(rec[5], out)
-            batch.append((u.key, bytes(out), rec[0], u.m.customer, _FORMATS[fmt]))
+            batch.append((u.key, bytes(out), rec[6], u.m.customer, _FORMATS[fmt]))
             if len(batch) >= batch_size:
                 yield batch
                 batch = []

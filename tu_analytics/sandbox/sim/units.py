@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from tu_analytics.sandbox.encode import SparseRecordWriter
 from tu_analytics.sandbox.fleet import Machine
 
 from .behaviour import ACCESS_TYPES, BEHAVIOUR, KIN, OPERATORS_PER_CUSTOMER, schedule
@@ -36,6 +35,7 @@ from .model import (
     Unit,
 )
 from .rand import day_rng, stable_key
+from .sparse import SparseRecordWriter
 
 __all__ = ["build_unit", "operators"]
 
