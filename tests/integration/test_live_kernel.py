@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from jupyter_client.manager import KernelManager
 from kafka_helpers import _kafka_conf as kafka_conf
+from sim_schedule import busy_window
 
 from tu_analytics.sandbox.fleet import build_fleet
 
@@ -361,10 +362,13 @@ def test_new_records_reach_the_views(sandbox, start_kernel, customer_records) ->
     from before."""
     admin = sandbox.env(admin=True)
     topic = _new_topic(admin, "live-kernel-arrivals")
-    now_ms = int(time.time() * 1000)
-    recent = [r for r in customer_records if r[0] >= now_ms - 6 * 3_600_000]
-    older = [r for r in recent if r[0] < now_ms - 3 * 3_600_000]
-    newer = [r for r in recent if r[0] >= now_ms - 3 * 3_600_000]
+    # Six hours of the customer's stream whose last three have machines working (by the
+    # sandbox's schedule), so the replay adds operating hours at any hour of the day.
+    _, end = busy_window(sandbox, hours=3)
+    end_ms = int(end.timestamp() * 1000)
+    recent = [r for r in customer_records if end_ms - 6 * 3_600_000 <= r[0] < end_ms]
+    older = [r for r in recent if r[0] < end_ms - 3 * 3_600_000]
+    newer = [r for r in recent if r[0] >= end_ms - 3 * 3_600_000]
     assert older
     assert newer
     k = start_kernel({**admin, "TU_TOPIC": topic})

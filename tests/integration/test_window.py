@@ -22,6 +22,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from kafka_helpers import _kafka_conf, read_all, sr_auth
 from polars.testing import assert_frame_equal
+from sim_schedule import busy_window
 
 import tu_analytics
 from tu_analytics import _kafka
@@ -159,7 +160,9 @@ def test_bad_records_land_in_errors_with_offsets(sandbox) -> None:
 
 def test_values_equal_confluents_deserializer(sandbox, request) -> None:
     env = sandbox.env()
-    win = sandbox.connect().window(last="3h", progress=False)
+    # Three hours in which the schedule has machines working, whatever the hour now.
+    start, end = busy_window(sandbox, hours=3)
+    win = sandbox.connect().window(start, end, progress=False)
     sr = SchemaRegistryClient(
         {
             "url": env["TU_SCHEMA_REGISTRY_URL"],

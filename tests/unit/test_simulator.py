@@ -16,8 +16,10 @@ import fastavro
 import pytest
 from fastavro.validation import validate
 
-from tu_analytics.sandbox.encode import AvroEncoder, SparseRecordWriter, encode_long
+from tu_analytics.sandbox.encode import AvroEncoder, encode_long
 from tu_analytics.sandbox.fleet import SITES, CustomerSpec, Fleet, build_fleet
+from tu_analytics.sandbox.schemas.generate import unit_field, value_field
+from tu_analytics.sandbox.sim.sparse import SparseRecordWriter
 from tu_analytics.sandbox.simulator import SimRecord, Simulator, geohash, load_schemas
 
 # Friday 00:00 UTC to Tuesday 00:00 UTC: two weekdays around a weekend.
@@ -69,6 +71,14 @@ def measured(payload: Any) -> Iterator[int]:
     elif isinstance(payload, list):
         for v in payload:
             yield from measured(v)
+
+
+def val(p: dict[str, Any], insight: str) -> Any:
+    """An insight's value in a payload (its value field's name differs per insight)."""
+    rec = p.get(insight)
+    if rec is None:
+        return None
+    return rec["Hour"] if "Hour" in rec else rec[value_field(insight)]
 
 
 def measure_ms(r: SimRecord) -> int:
@@ -234,8 +244,16 @@ def test_positions_stay_near_the_customers_sites(fleet: Fleet, records: list[Sim
 
 def test_receipt_order_range_and_never_before_measurement(records: list[SimRecord]) -> None:
     receipts = [r.receipt_ms for r in records]
-    assert receipts == sorted(receipts)
-    assert ms(START) <= receipts[0] < ms(START) + 15 * 60_000
+    # In order but for the timestamps a parallel writer moved back by at most 3 minutes.
+    top = 0
+    back = []
+    for t in receipts:
+        if t < top:
+            back.append(top - t)
+        top = max(top, t)
+    assert 0.003 < len(back) / len(receipts) < 0.05
+    assert max(back) <= 180_000
+    assert ms(START) - 180_000 <= receipts[0] < ms(START) + 15 * 60_000
     assert ms(END) - 15 * 60_000 < receipts[-1] < ms(END)
     for r in records:
         assert max(measured(r.payload)) <= r.receipt_ms
@@ -244,7 +262,8 @@ def test_receipt_order_range_and_never_before_measurement(records: list[SimRecor
 def test_about_one_percent_arrive_late_and_out_of_order(records: list[SimRecord]) -> None:
     delays = [r.receipt_ms - max(measured(r.payload)) for r in records]
     late = sum(d > 60_000 for d in delays) / len(delays)
-    assert 0.003 <= late <= 0.03
+    # ~1 % late one by one, ~3 % (late_share) held back by coverage outages
+    assert 0.015 <= late <= 0.08
     assert statistics.median(delays) < 10_000  # usually seconds
     assert max(delays) <= 6 * 3_600_000
     last: dict[tuple[str, str], int] = {}
@@ -268,7 +287,7 @@ def test_counters_never_decrease_in_measurement_time(records: list[SimRecord]) -
             for k in COUNTERS:
                 if k in p:
                     series[(r.machine_id, k)].append(
-                        (p[k]["datetime"], p[k]["Hour"] if "Hour" in p[k] else p[k]["value"]))
+                        (p[k]["datetime"], val(p, k)))
         else:
             for k in RAW_COUNTERS:
                 series[(r.machine_id, k)].append((p["time"], p[k]))
@@ -313,12 +332,12 @@ def test_levels_stay_within_physical_bounds(records: list[SimRecord]) -> None:
         for k in ("FuelLevel", "BatteryStateOfChargePercent",
                   "AfterTreatmentDieselExhaustFluidTankLevel", "EnginePercentLoadAtCurrentSpeed"):
             if k in p:
-                assert 0.0 <= p[k]["value"] <= 100.0, (k, p[k])
+                assert 0.0 <= val(p, k) <= 100.0, (k, p[k])
                 seen[k] += 1
         if "BatteryPotential" in p:
-            assert 10.0 < p["BatteryPotential"]["value"] < 30.0
+            assert 10.0 < val(p, "BatteryPotential") < 30.0
         if "EngineFuelRate" in p:
-            assert 0.0 <= p["EngineFuelRate"]["value"] < 60.0
+            assert 0.0 <= val(p, "EngineFuelRate") < 60.0
     assert min(seen.values()) > 10
 
 
@@ -327,8 +346,8 @@ def test_fuel_burns_with_the_engine_and_tanks_get_refilled(records: list[SimReco
     for r in records:
         p = r.payload
         if "FuelLevel" in p and "EngineTotalFuelUsed" in p:
-            fuel[r.machine_id].append((p["FuelLevel"]["datetime"], p["FuelLevel"]["value"],
-                                       p["EngineTotalFuelUsed"]["value"]))
+            fuel[r.machine_id].append((p["FuelLevel"]["datetime"], val(p, "FuelLevel"),
+                                       val(p, "EngineTotalFuelUsed")))
     drops = rises = 0
     for pts in fuel.values():
         pts.sort()
@@ -349,9 +368,9 @@ def test_electric_lifts_discharge_at_work_and_charge_overnight(
     for r in records:
         p = r.payload
         if r.machine_id in lifts and "BatteryStateOfChargePercent" in p:
-            charging = p.get("BatteryChargerState", {}).get("value")
+            charging = val(p, "BatteryChargerState")
             soc[r.machine_id].append((p["BatteryStateOfChargePercent"]["datetime"],
-                                      p["BatteryStateOfChargePercent"]["value"], charging))
+                                      val(p, "BatteryStateOfChargePercent"), charging))
     assert soc
     up = down = 0
     for pts in soc.values():
@@ -402,9 +421,9 @@ def test_messages_are_frequent_when_working_and_sparse_when_off(
         ps.sort(key=lambda p: p["Location"]["datetime"])
         for a, b in itertools.pairwise(ps):
             gap = (b["Location"]["datetime"] - a["Location"]["datetime"]) / 60_000
-            if a.get("OperationStatus", {}).get("value") is True:
+            if val(a, "OperationStatus") is True:
                 gaps["working"].append(gap)
-            elif a.get("EngineStatus", {}).get("value") is False:
+            elif val(a, "EngineStatus") is False:
                 gaps["off"].append(gap)
     assert 1.0 <= statistics.median(gaps["working"]) <= 2.5
     assert 20.0 <= statistics.median(gaps["off"]) <= 60.0
@@ -433,15 +452,16 @@ def test_schema_v2_from_its_receipt_instant(records: list[SimRecord]) -> None:
     for r in records:
         if r.format == "raw":
             assert r.schema_version == 1
-        elif r.receipt_ms >= ms(V2_FROM):
+        elif r.receipt_ms >= ms(V2_FROM) + 10 * 60_000:  # (a resend keeps its first version)
             assert r.schema_version == 2
-        else:
+        elif r.receipt_ms < ms(V2_FROM) - 3 * 60_000:  # (disorder moves stamps back <= 3 min)
             assert r.schema_version == 1
+        if r.schema_version == 1:
             assert not set(LAMPS) & set(r.payload)
     v2 = [r for r in records if r.schema_version == 2]
     assert v2
     assert any(set(LAMPS) <= set(r.payload) for r in v2)
-    assert all(isinstance(r.payload[k]["value"], bool) for r in v2 for k in LAMPS
+    assert all(isinstance(r.payload[k][value_field(k)], bool) for r in v2 for k in LAMPS
                if k in r.payload)
 
 
@@ -548,7 +568,8 @@ def test_sparse_writer_matches_fastavro_on_the_insights_schema(
         (ix["RedStopLamp"], False, t),
     ], key=lambda e: e[0])
     d = w.to_dict(entries)
-    assert d["EngineFuelRate"] == {"value": 12.5, "unit": "l/h", "datetime": t}
+    assert d["EngineFuelRate"] == {value_field("EngineFuelRate"): 12.5,
+                                   unit_field("EngineFuelRate"): "l/h", "datetime": t}
     assert "unit" not in d["EngineStatus"]
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schemas[("insights", 2)], d)

@@ -5,7 +5,11 @@ and serial numbers in every process. Behaviour over time (shifts, fuel, faults) 
 :mod:`tu_analytics.sandbox.simulator`; this module only says *what* exists and where.
 
 Sites are real places (street addresses and coordinates of real construction/port districts,
-rounded); each has an IANA time zone because shifts are simulated in local time. A machine
+rounded); each has an IANA time zone because shifts are simulated in local time, and its
+working hours: ``"day"`` (weekday shifts) or ``"24/7"`` (a mine, a tunnel: crews round the clock,
+every day). With 24/7 sites in Australia beside the European and US ones, some machines are
+working at any UTC hour of any weekday. (The module is long only because of its data tables:
+sites and models, one field a line.) A machine
 relocates only between sites of its customer that share its home site's time zone, so that a
 machine's "working day" is always one local calendar day.
 """
@@ -34,6 +38,7 @@ __all__ = [
 ]
 
 Kind = Literal["diesel", "electric", "kin"]
+SiteHours = Literal["day", "24/7"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ class Site:
     altitude: float  # metres above sea level
     tz: str  # IANA zone; shifts are simulated in this local time
     radius_m: float = 250.0  # machines work within this distance of (lat, lon)
+    hours: SiteHours = "day"  # "24/7": crews work round the clock, every day
 
 
 # Real addresses in construction/harbour districts; coordinates rounded to ~10 m.
@@ -207,6 +213,32 @@ SITES: Final[Mapping[str, Site]] = {
             -104.9999,
             1600,
             "America/Denver",
+        ),
+        # Round-the-clock sites: an iron-ore mine in the Pilbara and a motorway tunnel dig.
+        Site(
+            "newman",
+            "Australia",
+            "6753",
+            "Newman",
+            "Mount Whaleback Mine",
+            -23.3640,
+            119.6720,
+            560,
+            "Australia/Perth",
+            radius_m=900.0,
+            hours="24/7",
+        ),
+        Site(
+            "rozelle",
+            "Australia",
+            "2039",
+            "Rozelle",
+            "Rozelle Interchange, City West Link",
+            -33.8640,
+            151.1710,
+            12,
+            "Australia/Sydney",
+            hours="24/7",
         ),
     )
 }
@@ -498,6 +530,19 @@ CUSTOMERS: Final[tuple[CustomerSpec, ...]] = (
     CustomerSpec(
         "northwind-build", 28, ("london", "birmingham", "manchester", "chicago", "dallas")
     ),
+    CustomerSpec(
+        "southern-cross-mining",
+        12,
+        ("newman", "rozelle"),
+        {
+            "excavator": 0.25,
+            "wheel loader": 0.25,
+            "generator": 0.15,
+            "light tower": 0.15,
+            "compressor": 0.1,
+            "telehandler": 0.1,
+        },
+    ),
 )
 
 
@@ -582,8 +627,46 @@ def _pin(rng: random.Random, spec: ModelSpec) -> str:
     return f"{spec.wmi}{code}{check}{serial}"
 
 
+def _machine(rng: random.Random, seed: int, cust: CustomerSpec, mtype: MachineType, n: int,
+             sites: list[Site], site_weights: list[float], index: int) -> Machine:
+    """The ``n``-th machine of type ``mtype`` of a customer (draws from ``rng`` in order)."""
+    equipment_id = f"{mtype.prefix}-{n:03d}"
+    spec = rng.choice(mtype.models)
+    # Bias toward the first sites: a customer's main yard has most machines.
+    home = rng.choices(sites, weights=site_weights)[0]
+    pool = tuple(s for s in sites if s.tz == home.tz)
+    pin = _pin(rng, spec)
+    kin = mtype.kind == "kin"
+    install_s = _INSTALL_FROM + rng.uniform(0.0, _INSTALL_SPAN)
+    return Machine(
+        index=index,
+        machine_id=str(uuid.uuid5(_NAMESPACE, f"{seed}/{cust.name}/{equipment_id}")),
+        unit_id=None if kin else rng.randrange(3_000_000, 3_999_999),
+        serial_number=pin,
+        pin=pin,
+        telematic_serial=(
+            f"K{rng.randrange(10_000_000, 99_999_999)}"
+            if kin
+            else str(rng.randrange(1_100_000, 2_999_999))
+        ),
+        customer=cust.name,
+        type=mtype.key,
+        kind=mtype.kind,
+        oem=spec.oem,
+        model=spec.model,
+        spec=spec,
+        equipment_id=equipment_id,
+        external_ref=f"{cust.name.split('-')[0][:4].upper()}-{rng.randrange(10**5):05d}",
+        home_site=home,
+        sites=pool,
+        install_ms=int(install_s) * 1000,
+        hours_at_install=0.0 if kin else round(rng.uniform(0, 4500), 1),
+        wheeled=mtype.wheeled,
+    )
+
+
 def build_fleet(seed: int = 7, customers: Sequence[CustomerSpec] | None = None) -> Fleet:
-    """The fleet for ``seed``: ``customers`` defaults to :data:`CUSTOMERS` (64 machines)."""
+    """The fleet for ``seed``: ``customers`` defaults to :data:`CUSTOMERS` (76 machines)."""
     specs = tuple(CUSTOMERS if customers is None else customers)
     if not specs:
         raise ValueError("a fleet needs at least one customer")
@@ -605,41 +688,6 @@ def build_fleet(seed: int = 7, customers: Sequence[CustomerSpec] | None = None) 
             for _ in range(count):
                 rng = _rng("machine", seed, cust.name, type_key, counters.get(mtype.prefix, 0))
                 counters[mtype.prefix] = n = counters.get(mtype.prefix, 0) + 1
-                equipment_id = f"{mtype.prefix}-{n:03d}"
-                spec = rng.choice(mtype.models)
-                # Bias toward the first sites: a customer's main yard has most machines.
-                home = rng.choices(sites, weights=site_weights)[0]
-                pool = tuple(s for s in sites if s.tz == home.tz)
-                pin = _pin(rng, spec)
-                kin = mtype.kind == "kin"
-                install_s = _INSTALL_FROM + rng.uniform(0.0, _INSTALL_SPAN)
                 machines.append(
-                    Machine(
-                        index=len(machines),
-                        machine_id=str(
-                            uuid.uuid5(_NAMESPACE, f"{seed}/{cust.name}/{equipment_id}")
-                        ),
-                        unit_id=None if kin else rng.randrange(3_000_000, 3_999_999),
-                        serial_number=pin,
-                        pin=pin,
-                        telematic_serial=(
-                            f"K{rng.randrange(10_000_000, 99_999_999)}"
-                            if kin
-                            else str(rng.randrange(1_100_000, 2_999_999))
-                        ),
-                        customer=cust.name,
-                        type=type_key,
-                        kind=mtype.kind,
-                        oem=spec.oem,
-                        model=spec.model,
-                        spec=spec,
-                        equipment_id=equipment_id,
-                        external_ref=f"{cust.name.split('-')[0][:4].upper()}-{rng.randrange(10**5):05d}",
-                        home_site=home,
-                        sites=pool,
-                        install_ms=int(install_s) * 1000,
-                        hours_at_install=0.0 if kin else round(rng.uniform(0, 4500), 1),
-                        wheeled=mtype.wheeled,
-                    )
-                )
+                    _machine(rng, seed, cust, mtype, n, sites, site_weights, len(machines)))
     return Fleet(seed=seed, customers=tuple(c.name for c in specs), machines=tuple(machines))

@@ -163,18 +163,17 @@ def create_acls(state: State, timeout: float = 30) -> None:
 
 
 def register_schemas(state: State) -> dict[str, int]:
-    """Register v1 and v2 of Machine Insights and RAW v1 under every topic's subject.
+    """Register every schema of ``SCHEMA_FILES`` (Machine Insights v1-v3, RAW v1), in order,
+    under every topic's subject.
 
-    Returns ids as ``{"insights.1": id, "insights.2": id, "raw.1": id}``. Apicurio hands out
+    Returns ids as ``{"insights.1": id, ..., "raw.1": id}``. Apicurio hands out
     ids by content, so one schema has one id across subjects (as Confluent's global ids).
     """
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-    texts = {
-        "insights.1": schema_text("machine_insights_v1.avsc"),
-        "insights.2": schema_text("machine_insights_v2.avsc"),
-        "raw.1": schema_text("raw_v1.avsc"),
-    }
+    from .schemas import SCHEMA_FILES
+
+    texts = {key: schema_text(name) for key, name in SCHEMA_FILES.items()}
     topics: dict[str, list[str]] = {
         "insights": [PLATFORM_TOPICS["insights"]],
         "raw": [PLATFORM_TOPICS["raw"]],
@@ -184,7 +183,7 @@ def register_schemas(state: State) -> dict[str, int]:
             topics[fmt].append(topic)
     ids: dict[str, int] = {}
     with SchemaRegistryClient(operator_registry_config(state)) as client:
-        for key in ("insights.1", "insights.2", "raw.1"):
+        for key in texts:
             fmt = key.split(".")[0]
             for topic in topics[fmt]:
                 sid = client.register_schema(f"{topic}-value", Schema(texts[key], "AVRO"))

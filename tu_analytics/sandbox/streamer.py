@@ -4,18 +4,32 @@ On its first start it backfills from the sandbox's epoch (``backfill_days`` befo
 ``up``) to now, as fast as the broker takes it, then streams live in real time, once a
 second. The simulator is deterministic, so a restart replays the simulation from the epoch
 without producing and carries on exactly where the last run stopped. Progress goes to
-``streamer.json`` (read by ``up``). Run as ``python -m tu_analytics.sandbox.streamer DIR``.
+``streamer.json`` (read by ``up``). Run as ``python -m tu_analytics.sandbox.streamer DIR
+[--clock ISO] [--late-share F] [--disorder-share F] [--duplicate-share F]``.
+
+The stream's realism knobs are :class:`~tu_analytics.sandbox.simulator.SimConfig`'s: coverage
+outages (``--late-share``, default 0.03), Kafka timestamps moved back (``--disorder-share``,
+0.02) and device resends (``--duplicate-share``, 0.005). Like the clock, they are fixed at the
+first start and kept in ``streamer.json``. Insights schema v2 starts at the state's
+``v2_from_ms`` and v3 a third of the way from there to the backfill's end (:func:`v3_from`).
+
+The sandbox clock: ``--clock`` (else the ``TU_SANDBOX_CLOCK`` environment variable), an ISO-8601
+instant with a zone such as ``2026-03-04T10:00:00Z``, makes the fleet behave as if *now* were
+that instant (see :class:`~tu_analytics.sandbox.simulator.SimConfig`); Kafka timestamps stay
+real. The resulting offset is fixed at the first start and kept in ``streamer.json``
+(``clock_offset_ms``), so a restart replays the same stream; use a fresh sandbox to change it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -24,7 +38,7 @@ from ._procs import StopFlag
 from ._state import PLATFORM_TOPICS, State, load_state
 from .fleet import build_fleet
 from .provision import operator_kafka_config
-from .simulator import Simulator
+from .simulator import SimConfig, Simulator, clock_offset
 
 log = logging.getLogger("tu_analytics.sandbox.streamer")
 
@@ -61,8 +75,56 @@ def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def simulator_for(state: State) -> Simulator:
-    return Simulator(build_fleet(state.seed), seed=state.seed, v2_from=_dt(state.v2_from_ms))
+CLOCK_ENV = "TU_SANDBOX_CLOCK"
+
+
+def parse_clock(text: str) -> datetime:
+    """An ISO-8601 instant with a zone (``Z`` or ``+hh:mm``) for the sandbox clock."""
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{CLOCK_ENV}: not an ISO-8601 instant: {text!r}") from None
+    if t.tzinfo is None:
+        raise ValueError(f"{CLOCK_ENV}: {text!r} has no time zone; add Z or +hh:mm")
+    return t
+
+
+_SHARES = ("late_share", "disorder_share", "duplicate_share")
+
+
+def sim_config_for(root: Path, clock: str | None = None,
+                   shares: Mapping[str, float] | None = None, *, now: datetime | None = None
+                   ) -> SimConfig:
+    """The streamer's config: the one kept in ``streamer.json`` once the streamer has run;
+    before that, ``clock`` (an ISO instant taken as *now*; none: offset zero) and ``shares``
+    (``late_share``, ``disorder_share``, ``duplicate_share``; defaults of ``SimConfig``)."""
+    prog = read_progress(root)
+    if "clock_offset_ms" in prog:
+        kept = {k: float(prog[k]) for k in _SHARES if k in prog}
+        return SimConfig(clock_offset=timedelta(milliseconds=int(prog["clock_offset_ms"])),
+                         **kept)
+    offset = timedelta(0)
+    if clock:
+        offset = clock_offset(parse_clock(clock), now or datetime.now(UTC))
+    return SimConfig(clock_offset=offset, **(shares or {}))
+
+
+def _kept(config: SimConfig) -> dict[str, int | str]:
+    """The config as ``streamer.json`` keeps it (shares as text: the file holds str/int)."""
+    return {"clock_offset_ms": int(config.clock_offset.total_seconds() * 1000),
+            **{k: repr(getattr(config, k)) for k in _SHARES}}
+
+
+def v3_from(state: State) -> datetime:
+    """When insights schema v3 starts: a third of the way from v2's start to the backfill's
+    end, so three versions are live on the topic over the backfill."""
+    backfill_end = state.epoch_ms + int(state.backfill_days * 86_400_000)
+    return _dt(state.v2_from_ms + max(0, backfill_end - state.v2_from_ms) // 3)
+
+
+def simulator_for(state: State, config: SimConfig | None = None) -> Simulator:
+    return Simulator(build_fleet(state.seed), seed=state.seed, v2_from=_dt(state.v2_from_ms),
+                     v3_from=v3_from(state), config=config or SimConfig())
 
 
 def schema_id_map(state: State) -> dict[tuple[str, int], int]:
@@ -75,13 +137,11 @@ def batches(
     yield from sim.encoded_batches(_dt(start_ms), _dt(end_ms), schema_id_map(state))
 
 
-def produce_all(
-    producer: Producer, batch: list[tuple[bytes, bytes, int, str, str]], skip_before_ms: int = 0
-) -> int:
+def produce_all(producer: Producer, batch: list[tuple[bytes, bytes, int, str, str]]) -> int:
+    """Write a batch to the platform topics with the simulator's Kafka timestamps (which go
+    backwards now and then, as a parallel ingestion writes them)."""
     n = 0
     for key, value, ts, _customer, fmt in batch:
-        if ts < skip_before_ms:
-            continue
         while True:
             try:
                 producer.produce(PLATFORM_TOPICS[fmt], value, key, timestamp=ts)
@@ -93,7 +153,8 @@ def produce_all(
     return n
 
 
-def run(root: Path) -> None:
+def run(root: Path, clock: str | None = None, shares: Mapping[str, float] | None = None
+        ) -> None:
     state = load_state(root)
     if state is None:
         raise SystemExit(f"no sandbox state in {root}")
@@ -108,9 +169,11 @@ def run(root: Path) -> None:
             "queue.buffering.max.messages": 500000,
         }
     )
-    sim = simulator_for(state)
+    config = sim_config_for(root, clock, shares)
+    sim = simulator_for(state, config)
     done = int(read_progress(root).get("until_ms", state.epoch_ms))
-    cursor = state.epoch_ms
+    # Windows are pure functions of the simulation: a restart goes on from where it stopped.
+    cursor = done
     produced = int(read_progress(root).get("produced", 0))
     phase = "backfill"
     while not stop.set:
@@ -119,7 +182,7 @@ def run(root: Path) -> None:
             time.sleep(0.2)
             continue
         for batch in batches(sim, state, cursor, now):
-            produced += produce_all(producer, batch, skip_before_ms=done)
+            produced += produce_all(producer, batch)
             if stop.set:
                 break
         if producer.flush(60) > 0:
@@ -130,13 +193,21 @@ def run(root: Path) -> None:
         done = max(done, now)
         if phase == "backfill" and _ms(datetime.now(UTC)) - cursor < 5000:
             phase = "live"
-        _write_progress(root, phase=phase, until_ms=done, produced=produced)
+        _write_progress(root, phase=phase, until_ms=done, produced=produced, **_kept(config))
     producer.flush(30)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    run(Path(sys.argv[1]))
+    ap = argparse.ArgumentParser(prog="python -m tu_analytics.sandbox.streamer")
+    ap.add_argument("root", type=Path, help="the sandbox directory")
+    ap.add_argument("--clock", default=os.environ.get(CLOCK_ENV),
+                    help=f"ISO instant the fleet takes as now at first start (env {CLOCK_ENV})")
+    for name, default in (("late", 0.03), ("disorder", 0.02), ("duplicate", 0.005)):
+        ap.add_argument(f"--{name}-share", type=float, default=default,
+                        help=f"SimConfig.{name}_share at first start (default {default})")
+    args = ap.parse_args(sys.argv[1:])
+    run(args.root, args.clock, {k: getattr(args, k) for k in _SHARES})
 
 
 if __name__ == "__main__":
