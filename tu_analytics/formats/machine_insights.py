@@ -107,6 +107,10 @@ LONG: Final[Sequence[tuple[str, str, _Spec]]] = [
     ]),
 ]
 
+# The published CanMessageValues union's branches, named as the sandbox's older ``Kind`` enum.
+_KIND_OF_BRANCH: Final = {"CanMessageValue": "VALUE", "CanMessageMinMax": "MIN_MAX",
+                          "CanMessageAccumulated": "ACCUMULATED"}
+
 _VALUE_DTYPES: Final[Mapping[ValueType, pl.DataType]] = {
     "double": pl.Float64(), "boolean": pl.Boolean(), "count": pl.Int64(), "enum": pl.String(),
 }
@@ -136,7 +140,8 @@ class InsightColumn:
         return _VALUE_DTYPES[self.value_type]
 
 
-Kind = Literal["double", "count", "boolean", "string", "other"]
+# "null": a column with no value at all (inferred from all-null data): it can only be a unit.
+Kind = Literal["double", "count", "boolean", "string", "null", "other"]
 # Which field kinds can hold a catalogue value type (a double may arrive as an integer).
 _HOLDS: Final[Mapping[ValueType, frozenset[str]]] = {
     "double": frozenset({"double", "count"}), "count": frozenset({"count"}),
@@ -169,7 +174,7 @@ def insight_layout(kinds: Mapping[str, Kind | str],
         return None
     value = fits[0]
     unit = next((n for n in rest if n != value), None)
-    if unit is not None and rest[unit] != "string":
+    if unit is not None and rest[unit] not in ("string", "null"):
         return None
     return value, unit
 
@@ -220,6 +225,8 @@ def _kind(dtype: pl.DataType) -> Kind:
         return "count"
     if dtype.is_float():
         return "double"
+    if dtype == pl.Null():
+        return "null"
     return "string" if dtype == pl.String() else "other"
 
 
@@ -234,6 +241,9 @@ def flatten(records: pl.DataFrame) -> Frames:
     )
     ident = get(schema, [("Metadata", "MachineId")], pl.String()).alias("MachineId")
     long = {name: long_frame(records, column, ident, spec) for name, column, spec in LONG}
+    # One vocabulary for the kind of CAN value, whichever layout carried it.
+    long["can_messages"] = long["can_messages"].with_columns(
+        pl.col("ValueKind").replace(_KIND_OF_BRANCH))
     return Frames(main=main, long=long)
 
 
