@@ -8,7 +8,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup jars browser demo test test-unit lint bench sandbox-down clean
+.PHONY: native setup jars browser demo test test-unit lint bench sandbox-down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The Avro transcoder (native/, Rust): built where cargo exists, cached in ~/.cache.
+native: $(STAMP)
+	bash scripts/build-native
+
+setup: $(STAMP) native
 
 jars: setup
 	$(BIN)/tu-analytics sandbox fetch

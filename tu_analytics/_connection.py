@@ -144,10 +144,8 @@ class Connection:
                 "in window.errors with their partition, offset and raw bytes",
                 DecodeWarning, stacklevel=3,
             )
-        units = mi.units(decoded.records, known) if fmt == "insights" else pl.DataFrame(
-            {"insight": [], "unit": [], "value_type": []},
-            schema={"insight": pl.String, "unit": pl.String, "value_type": pl.String},
-        )
+        units = (mi.units(decoded.records, known, raw_units=decoded.units)
+                 if fmt == "insights" else mi.empty_units())
         spec = WindowSpec(
             topic=self.settings.topic, format=fmt, start=begin, end=stop,
             machines=tuple(sorted(wanted)) if wanted is not None else None,

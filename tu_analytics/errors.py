@@ -90,11 +90,16 @@ class DecodeWarning(TuAnalyticsWarning):
     """Some records could not be decoded; they are in the window's ``errors`` frame."""
 
 
+class SlowDecodeWarning(TuAnalyticsWarning):
+    """A writer schema uses a construct no native reader takes; its records are decoded with
+    fastavro (correct, but much slower). The message names the construct."""
+
+
 class RetentionWarning(TuAnalyticsWarning):
     """The window starts before the oldest record the topic still retains."""
 
 
-__all__ += ["DecodeWarning", "RetentionWarning", "TuAnalyticsWarning"]
+__all__ += ["DecodeWarning", "RetentionWarning", "SlowDecodeWarning", "TuAnalyticsWarning"]
 
 
 # -- times, names and snapshots (added with issues 9/15) --------------------------------------

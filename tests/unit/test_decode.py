@@ -19,9 +19,19 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from tu_analytics import _decode
-from tu_analytics._decode import CORRUPT, ERRORS_SCHEMA, decode, schema_ids, split_header
+from tu_analytics._decode import (
+    CORRUPT,
+    ERRORS_SCHEMA,
+    decode,
+    group,
+    native,
+    planning,
+    schema_ids,
+    split_header,
+)
+from tu_analytics.errors import SlowDecodeWarning
 
-SCHEMAS = Path(_decode.__file__).parent / "sandbox" / "schemas"
+SCHEMAS = Path(_decode.__file__).parents[1] / "sandbox" / "schemas"
 V1 = (SCHEMAS / "machine_insights_v1.avsc").read_text()
 V2 = (SCHEMAS / "machine_insights_v2.avsc").read_text()
 T0 = 1_717_200_000_000
@@ -67,6 +77,31 @@ def mi_record(rng: random.Random, i: int, v2: bool = False) -> dict[str, Any]:
 def mi_values(n: int, seed: int = 1) -> list[bytes]:
     rng = random.Random(seed)
     return [frame(1, V1, mi_record(rng, i)) for i in range(n)]
+
+
+def use_native(on: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decode with the compiled transcoder (``make native`` builds it) or without it."""
+    monkeypatch.setenv("TU_NATIVE", "1" if on else "0")
+    planning.native_module.cache_clear()
+    planning.plan.cache_clear()
+    if on:
+        assert planning.native_module() is not None, "tu_analytics._native: run `make native`"
+
+
+@pytest.fixture(params=["transcoder", "direct"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Both native paths: the Rust transcoder, and Polars' reader alone (no extension built)."""
+    use_native(request.param == "transcoder", monkeypatch)
+    yield request.param
+    monkeypatch.undo()
+    planning.native_module.cache_clear()
+    planning.plan.cache_clear()
+
+
+def without_units(rec: dict[str, Any]) -> dict[str, Any]:
+    """A fastavro record as the decoder gives it: insight records without their unit field."""
+    return {k: ({f: x for f, x in v.items() if f != "unit"}
+                if isinstance(v, dict) and "datetime" in v else v) for k, v in rec.items()}
 
 
 def check_partition(inp: pl.DataFrame, out: _decode.Decoded) -> None:
@@ -129,13 +164,20 @@ def test_mixed_schema_ids_interleaved_keep_input_order() -> None:
     assert out.records["key"].to_list() == inp["key"].to_list()
 
 
-def test_values_match_fastavro() -> None:
+def test_values_match_fastavro(mode: str) -> None:
     values = mi_values(200)
     out = decode(records(values), {1: V1})
     parsed = fastavro.parse_schema(json.loads(V1))
     for row, value in zip(out.records.iter_rows(named=True), values, strict=True):
-        want = fastavro.schemaless_reader(io.BytesIO(value[5:]), parsed, None)
+        want = without_units(fastavro.schemaless_reader(io.BytesIO(value[5:]), parsed, None))
         assert {k: row[k] for k in want} == want
+
+
+def test_unit_strings_are_kept_once_not_per_row(mode: str) -> None:
+    out = decode(records(mi_values(50)), {1: V1})
+    assert _decode.struct_fields(out.records.schema["EngineSpeed"]) == {
+        "value": pl.Float64(), "datetime": pl.Datetime("ms", "UTC")}
+    assert dict(out.units.iter_rows()) == {"EngineSpeed": "rpm"}
 
 
 def test_nulls_and_empty_lists_stay_distinct() -> None:
@@ -157,10 +199,10 @@ def test_enums_come_back_as_strings() -> None:
     assert {f.name: f.dtype for f in state.fields}["value"] == pl.String
 
 
-def test_parallel_chunks_give_the_same_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_chunks_give_the_same_frame(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     inp = records(mi_values(400))
     whole = decode(inp, {1: V1})
-    monkeypatch.setattr(_decode, "_CHUNK", 37)
+    monkeypatch.setattr(group, "CHUNK", 37)
     assert_frame_equal(decode(inp, {1: V1}).records, whole.records)
 
 
@@ -179,7 +221,7 @@ def _corrupt_enum(rec: dict[str, Any]) -> bytes:
     return frame(1, schema, rec)
 
 
-def test_every_bad_record_kind_is_caught_and_neighbours_decode() -> None:
+def test_every_bad_record_kind_is_caught_and_neighbours_decode(mode: str) -> None:
     rng = random.Random(11)
     good = mi_values(120, seed=2)
     values: list[bytes | None] = list(good)
@@ -214,7 +256,7 @@ def test_every_bad_record_kind_is_caught_and_neighbours_decode() -> None:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_random_corruption_never_loses_or_invents_rows(seed: int) -> None:
+def test_random_corruption_never_loses_or_invents_rows(seed: int, mode: str) -> None:
     rng = random.Random(seed)
     good = mi_values(300, seed=seed)
     values = list(good)
@@ -246,9 +288,9 @@ def test_random_corruption_never_loses_or_invents_rows(seed: int) -> None:
                        clean.filter(~pl.col("offset").is_in(list(broken))))
 
 
-def test_corrupt_records_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_decode, "_CHUNK", 50)
-    monkeypatch.setattr(_decode, "_SMALL", 4)
+def test_corrupt_records_across_chunks(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    monkeypatch.setattr(group, "CHUNK", 50)
+    monkeypatch.setattr(group, "SMALL", 4)
     good = mi_values(400)
     values = list(good)
     for i in (0, 49, 50, 51, 199, 399):
@@ -268,8 +310,8 @@ def test_unusable_writer_schema_goes_to_errors() -> None:
 
 
 def test_native_errors_never_swallow_keyboard_interrupt() -> None:
-    assert not any(issubclass(KeyboardInterrupt, e) for e in _decode._NATIVE_ERRORS)
-    assert not any(issubclass(SystemExit, e) for e in _decode._NATIVE_ERRORS)
+    assert not any(issubclass(KeyboardInterrupt, e) for e in native.NATIVE_ERRORS)
+    assert not any(issubclass(SystemExit, e) for e in native.NATIVE_ERRORS)
 
 
 # -- types: native dtypes == the mapping, values == fastavro ------------------------------------
@@ -310,7 +352,7 @@ def wide_record(i: int) -> dict[str, Any]:
     }
 
 
-def test_native_dtypes_follow_the_mapping_and_values_match() -> None:
+def test_native_dtypes_follow_the_mapping_and_values_match(mode: str) -> None:
     text = json.dumps(WIDE)
     out = decode(records([frame(1, WIDE, wide_record(i)) for i in range(6)]), {1: text})
     assert out.errors.height == 0
@@ -348,7 +390,8 @@ MULTI = {"type": "record", "name": "Can", "fields": [
 ]}
 
 
-def test_multi_branch_unions_take_the_fastavro_path(caplog: pytest.LogCaptureFixture) -> None:
+def test_multi_branch_unions_decode_on_both_paths(caplog: pytest.LogCaptureFixture,
+                                                 mode: str) -> None:
     text = json.dumps(MULTI)
     when = datetime.fromtimestamp(T0 / 1000, UTC)
     recs = [{"id": 1, "ParsedValue": 2.5, "kind": "V", "items": [1, "a", None], "ts": T0,
@@ -361,12 +404,15 @@ def test_multi_branch_unions_take_the_fastavro_path(caplog: pytest.LogCaptureFix
             {"id": 5, "ParsedValue": 1.0, "kind": None, "items": [], "ts": T0, "choice": False}]
     values: list[bytes | None] = [frame(4, MULTI, r) for r in recs]
     values.insert(1, values[0][:-2])  # a truncated one among them
-    _decode._warn_slow.cache_clear()
     with caplog.at_level(logging.WARNING, logger="tu_analytics._decode"):
         out = decode(records(values), {4: text})
-        decode(records(values), {4: text})
-    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
-    assert "slow path" in caplog.records[0].getMessage()
+    # Natively with the transcoder; without it fastavro, and the log says why.
+    logged = [r.getMessage() for r in caplog.records]
+    if mode == "transcoder":
+        assert logged == []
+    else:
+        assert len(logged) == 1
+        assert "a union of several non-null types" in logged[0]
     assert out.errors["reason"].to_list() == [CORRUPT]
     assert out.records.schema["ParsedValue"] == pl.Struct({"double": pl.Float64,
                                                            "string": pl.String})
@@ -386,7 +432,7 @@ def test_multi_branch_unions_take_the_fastavro_path(caplog: pytest.LogCaptureFix
                       {"long": when}, {"boolean": False}]
 
 
-def test_schema_versions_with_different_nested_shapes_merge_by_name() -> None:
+def test_schema_versions_with_different_nested_shapes_merge_by_name(mode: str) -> None:
     old = {"type": "record", "name": "R", "fields": [
         {"name": "loc", "type": ["null", {"type": "record", "name": "L", "fields": [
             {"name": "lat", "type": "double"}]}]}]}
@@ -400,3 +446,43 @@ def test_schema_versions_with_different_nested_shapes_merge_by_name() -> None:
     assert out.records["loc"].to_list() == [{"lat": 1.0, "alt": None}, {"lat": 2.0, "alt": 5},
                                             None]
     assert out.records["extra"].to_list() == [None, "x", None]
+
+
+NULL_FIELD = {"type": "record", "name": "N", "fields": [
+    {"name": "id", "type": "long"}, {"name": "nothing", "type": "null"},
+    {"name": "v", "type": ["null", "double", "string"]}]}
+
+
+def test_a_construct_no_native_reader_takes_falls_back_with_one_warning(mode: str) -> None:
+    recs = [{"id": i, "nothing": None, "v": [1.5, "x", None][i % 3]} for i in range(7)]
+    values: list[bytes | None] = [frame(3, NULL_FIELD, r) for r in recs]
+    values.append(values[0] + b"\x01")  # trailing bytes: still caught on the slow path
+    with pytest.warns(SlowDecodeWarning, match="because of a null-typed field") as caught:
+        out = decode(records(values), {3: json.dumps(NULL_FIELD)})
+    assert len(caught) == 1
+    assert out.errors["offset"].to_list() == [107]
+    assert out.records["id"].to_list() == list(range(7))
+    assert out.records["nothing"].dtype == pl.Null
+    assert out.records["v"].to_list()[:3] == [{"double": 1.5, "string": None},
+                                              {"double": None, "string": "x"}, None]
+
+
+def test_the_transcoder_names_every_bad_record_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the transcoder no bisection is needed: it validates each record completely."""
+    use_native(True, monkeypatch)
+    calls: list[int] = []
+    real = native.read_container
+
+    def counting(*args: Any) -> Any:
+        calls.append(args[2])
+        return real(*args)
+
+    monkeypatch.setattr(native, "read_container", counting)
+    good = mi_values(300)
+    values = list(good)
+    for i in (3, 150, 299):
+        values[i] = good[i][:-1]
+    out = decode(records(values), {1: V1})
+    assert sorted(out.errors["offset"]) == [103, 250, 399]
+    assert sum(calls) == 297  # each good record read once, the bad ones never
+    planning.plan.cache_clear()

@@ -22,7 +22,7 @@ from tu_analytics import _decode
 from tu_analytics.formats import Frames, detect_format, machine_insights, raw
 from tu_analytics.formats._catalogue import catalogue
 
-SCHEMAS = Path(_decode.__file__).parent / "sandbox" / "schemas"
+SCHEMAS = Path(_decode.__file__).parents[1] / "sandbox" / "schemas"
 V1 = (SCHEMAS / "machine_insights_v1.avsc").read_text()
 V2 = (SCHEMAS / "machine_insights_v2.avsc").read_text()
 RAW = (SCHEMAS / "raw_v1.avsc").read_text()
@@ -305,28 +305,40 @@ def test_empty_frames_without_schemas_has_the_catalogue() -> None:
     assert frames.long["can_messages"].schema["BinaryValue"] == pl.Binary
 
 
-def test_units_prefer_the_data_then_the_catalogue() -> None:
-    recs = decoded([
-        frame(1, V2, {"EngineSpeed": {"value": 1.0, "unit": "rev/min", "datetime": T0},
-                      "RedStopLamp": {"value": True, "unit": None, "datetime": T0},
-                      "Altitude": {"value": 3.0, "unit": "ft", "datetime": T0}}),
-    ], {1: V2})
-    units = machine_insights.units(recs, [V2])
+def test_units_are_the_catalogues_and_the_streams_string_beside_it() -> None:
+    values = [frame(1, V2, {"EngineSpeed": {"value": 1.0, "unit": "rev/min", "datetime": T0},
+                            "RedStopLamp": {"value": True, "unit": None, "datetime": T0},
+                            "Altitude": {"value": 3.0, "unit": "ft", "datetime": T0}})]
+    out = _decode.decode(records(values), {1: V2})
+    units = machine_insights.units(out.records, [V2], raw_units=out.units)
     assert units.schema == pl.Schema({"insight": pl.String, "unit": pl.String,
-                                      "value_type": pl.String})
+                                      "raw_unit": pl.String, "value_type": pl.String})
     by = {r["insight"]: r for r in units.to_dicts()}
-    assert by["EngineSpeed"]["unit"] == "rev/min"
+    # ``unit``: one vocabulary (the catalogue's), present in the window or not.
+    assert by["EngineSpeed"]["unit"] == catalogue()["EngineSpeed"].unit
+    assert by["EngineSpeed"]["raw_unit"] == "rev/min"
     assert by["EngineCoolantTemperature"]["unit"] == catalogue()[
         "EngineCoolantTemperature"].unit
-    assert by["RedStopLamp"] == {"insight": "RedStopLamp", "unit": None, "value_type": "boolean"}
-    assert by["Altitude_insight"]["unit"] == "ft"
+    assert by["EngineCoolantTemperature"]["raw_unit"] is None
+    assert by["RedStopLamp"] == {"insight": "RedStopLamp", "unit": None, "raw_unit": None,
+                                 "value_type": "boolean"}
+    assert by["Altitude_insight"]["raw_unit"] == "ft"
     assert by["CumulativeOperatingHours"]["value_type"] == "double"
     assert units["insight"].to_list() == [
-        c for c in machine_insights.flatten(recs).main.columns
+        c for c in machine_insights.flatten(out.records).main.columns
         if f"{c}_datetime" in by or c in by]
     only_schema = machine_insights.units([V1])
     assert "RedStopLamp" not in only_schema["insight"].to_list()
     assert only_schema.height == len(catalogue())
+    assert only_schema["unit"].to_list() == units.filter(
+        pl.col("insight").is_in(only_schema["insight"].to_list()))["unit"].to_list()
+
+
+def test_units_still_in_the_records_are_read_too() -> None:
+    frame_with_units = pl.DataFrame({"EngineSpeed": [None, {"value": 2.0, "unit": "rpm",
+                                                            "datetime": None}]})
+    units = machine_insights.units(frame_with_units)
+    assert units.filter(pl.col("insight") == "EngineSpeed")["raw_unit"].item() == "rpm"
 
 
 def test_can_messages_with_a_double_or_string_union_land_in_the_same_columns() -> None:

@@ -59,13 +59,17 @@ def detect_format(schema_json: str) -> Format:
 
 def get(schema: Mapping[str, pl.DataType], paths: Sequence[Path], dtype: pl.DataType,
         base: pl.Expr | None = None) -> pl.Expr:
-    """The first path that exists (and is not a struct when a scalar is wanted), cast to
-    ``dtype``; a typed null column when none does. ``schema`` describes ``base``'s fields."""
-    for path in paths:
-        expr = _resolve(schema, path, base)
-        if expr is not None:
-            return expr[0].cast(dtype) if expr[1] != dtype else expr[0]
-    return pl.lit(None, dtype=dtype)
+    """The paths that exist (and are not structs when a scalar is wanted), coalesced in order
+    and cast to ``dtype``; a typed null column when none does. ``schema`` describes ``base``'s
+    fields. A path ending in ``BRANCH`` gives which branch of a union of records is set."""
+    found = [e for e in (_resolve(schema, path, base) for path in paths) if e is not None]
+    exprs = [e.cast(dtype) if t != dtype else e for e, t in found]
+    if not exprs:
+        return pl.lit(None, dtype=dtype)
+    return exprs[0] if len(exprs) == 1 else pl.coalesce(exprs)
+
+
+BRANCH: Final = "<branch>"
 
 
 def _resolve(schema: Mapping[str, pl.DataType], path: Path,
@@ -77,6 +81,11 @@ def _resolve(schema: Mapping[str, pl.DataType], path: Path,
     dtype = schema[head]
     for name in rest:
         fields = struct_fields(dtype)
+        if name == BRANCH and fields and all(isinstance(t, pl.Struct) for t in fields.values()):
+            # A union of records decodes to one struct field per branch, exactly one set.
+            named = [pl.when(expr.struct.field(b).is_not_null()).then(pl.lit(b))
+                     for b in fields]
+            return pl.coalesce(named), pl.String()
         if name not in fields:
             return None
         expr, dtype = expr.struct.field(name), fields[name]

@@ -1,23 +1,27 @@
 """Machine Insights: decoded records -> ``main`` (one row per record) and the long frames.
 
 Insight columns are every catalogued insight plus every insight-shaped field of the writer
-schema(s): a record with ``value`` (and optionally ``unit``, ``datetime``), or the
-``Cumulative*Hours`` layout ``{Hour, datetime}``. Each becomes ``X`` and ``X_datetime``.
+schema(s). The published format names each insight's value field differently and sometimes its
+unit field too, so an insight record is recognised by one rule (:func:`insight_layout`): it has
+a ``datetime`` (the measurement time), a value field whose type matches the catalogue's
+``value_type``, and at most one more field, a string: the unit. Each insight becomes ``X`` and
+``X_datetime``, whatever its fields are called; the unit is not kept per row (``units``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import polars as pl
 
 from .._decode import records_schema, struct_fields
-from . import KAFKA_COLUMNS, TS, Frames, Path, empty_records, get, kafka_columns, long_frame
+from . import BRANCH, KAFKA_COLUMNS, TS, Frames, Path, empty_records, get, kafka_columns, long_frame
 from ._catalogue import Insight, ValueType, catalogue
 
-__all__ = ["empty_frames", "flatten", "insight_columns", "units"]
+__all__ = ["UNITS_SCHEMA", "avro_insight_layout", "empty_frames", "empty_units", "flatten",
+           "insight_columns", "insight_layout", "units"]
 
 _Spec = Sequence[tuple[str, Sequence[Path], pl.DataType]]
 
@@ -68,10 +72,15 @@ LONG: Final[Sequence[tuple[str, str, _Spec]]] = [
         # one field per branch from the decoder; both layouts land in the same two columns.
         ("ParsedValue", [("ParsedValue",), ("ParsedValue", "double")], pl.Float64()),
         ("ParsedStringValue", [("ParsedStringValue",), ("ParsedValue", "string")], pl.String()),
-        ("ValueKind", [("CanMessageValues", "Kind")], pl.String()),
-        ("Value", [("CanMessageValues", "value")], pl.Float64()),
-        ("MinValue", [("CanMessageValues", "MinValue")], pl.Float64()),
-        ("MaxValue", [("CanMessageValues", "MaxValue")], pl.Float64()),
+        # CanMessageValues: the published union of three records arrives as a struct with one
+        # field per branch (exactly one set); an older layout has one record with a ``Kind``.
+        ("ValueKind", [("CanMessageValues", "Kind"), ("CanMessageValues", BRANCH)], pl.String()),
+        ("Value", [("CanMessageValues", "value"), ("CanMessageValues", "CanMessageValue", "value"),
+                   ("CanMessageValues", "CanMessageAccumulated", "value")], pl.Float64()),
+        ("MinValue", [("CanMessageValues", "MinValue"),
+                      ("CanMessageValues", "CanMessageMinMax", "MinValue")], pl.Float64()),
+        ("MaxValue", [("CanMessageValues", "MaxValue"),
+                      ("CanMessageValues", "CanMessageMinMax", "MaxValue")], pl.Float64()),
         ("CanId", [("CanMessageData", "CanId")], pl.Int64()),
         ("SourceAddress", [("CanMessageData", "SourceAddress")], pl.Int32()),
         ("BinaryValue", [("CanMessageData", "BinaryValue")], pl.Binary()),
@@ -97,6 +106,10 @@ LONG: Final[Sequence[tuple[str, str, _Spec]]] = [
         ("datetime", [("datetime",)], TS),
     ]),
 ]
+
+# The published CanMessageValues union's branches, named as the sandbox's older ``Kind`` enum.
+_KIND_OF_BRANCH: Final = {"CanMessageValue": "VALUE", "CanMessageMinMax": "MIN_MAX",
+                          "CanMessageAccumulated": "ACCUMULATED"}
 
 _VALUE_DTYPES: Final[Mapping[ValueType, pl.DataType]] = {
     "double": pl.Float64(), "boolean": pl.Boolean(), "count": pl.Int64(), "enum": pl.String(),
@@ -127,46 +140,94 @@ class InsightColumn:
         return _VALUE_DTYPES[self.value_type]
 
 
+# "null": a column with no value at all (inferred from all-null data): it can only be a unit.
+Kind = Literal["double", "count", "boolean", "string", "null", "other"]
+# Which field kinds can hold a catalogue value type (a double may arrive as an integer).
+_HOLDS: Final[Mapping[ValueType, frozenset[str]]] = {
+    "double": frozenset({"double", "count"}), "count": frozenset({"count"}),
+    "boolean": frozenset({"boolean"}), "enum": frozenset({"string"}),
+}
+_TYPE_OF_KIND: Final[Mapping[str, ValueType]] = {
+    "double": "double", "count": "count", "boolean": "boolean", "string": "enum",
+}
+
+
+def insight_layout(kinds: Mapping[str, Kind | str],
+                   value_type: ValueType | None) -> tuple[str, str | None] | None:
+    """(value field, unit field or None) of an insight record, from its fields' kinds; None
+    when the record is not insight-shaped.
+
+    The record has a ``datetime`` (the measurement time) and one or two other fields. The value
+    is the field whose kind holds the catalogue's ``value_type`` (for an insight the catalogue
+    does not know: a non-string first); the unit is the remaining field, which must be a string.
+    Where two fields could be the value, a name containing "unit" is the unit.
+    """
+    if "datetime" not in kinds:
+        return None
+    rest = {n: k for n, k in kinds.items() if n != "datetime"}
+    if not 1 <= len(rest) <= 2 or "other" in rest.values():
+        return None
+    holds = _HOLDS[value_type] if value_type else frozenset(_TYPE_OF_KIND)
+    fits = sorted((n for n, k in rest.items() if k in holds),
+                  key=lambda n: ("unit" in n.lower(), value_type is None and rest[n] == "string"))
+    if not fits:
+        return None
+    value = fits[0]
+    unit = next((n for n in rest if n != value), None)
+    if unit is not None and rest[unit] not in ("string", "null"):
+        return None
+    return value, unit
+
+
+def _catalogue_type(name: str) -> ValueType | None:
+    insight = catalogue().get(name)
+    if insight is None:
+        return None
+    return "double" if insight.is_hours else insight.value_type
+
+
+def avro_insight_layout(name: str, kinds: Mapping[str, str]) -> tuple[str, str | None] | None:
+    """:func:`insight_layout` of top-level field ``name`` with the catalogue's value type."""
+    return insight_layout(kinds, _catalogue_type(name))
+
+
 def insight_columns(schema: Mapping[str, pl.DataType]) -> list[InsightColumn]:
     """Catalogued insights (CSV order), then insight-shaped fields of ``schema`` (the decoded
     records' schema) that the catalogue does not know, in schema order."""
     cat = catalogue()
     cols = [_from_catalogue(i, schema.get(i.name)) for i in cat.values()]
     for name, dtype in schema.items():
-        shape = _insight_shape(dtype)
-        if name not in cat and shape is not None:
-            cols.append(InsightColumn(name, shape[0], shape[1], None))
+        layout = _layout(name, dtype) if name not in cat else None
+        if layout is not None:
+            kind = _kind(struct_fields(dtype)[layout[0]])
+            cols.append(InsightColumn(name, layout[0], _TYPE_OF_KIND[kind], None))
     return cols
 
 
 def _from_catalogue(insight: Insight, dtype: pl.DataType | None) -> InsightColumn:
-    shape = _insight_shape(dtype) if dtype is not None else None
-    field = shape[0] if shape else ("Hour" if insight.is_hours else "value")
+    layout = _layout(insight.name, dtype)
+    field = layout[0] if layout else ("Hour" if insight.is_hours else "value")
     value_type: ValueType = "double" if insight.is_hours else insight.value_type
     return InsightColumn(insight.name, field, value_type, insight.unit)
 
 
-def _insight_shape(dtype: pl.DataType | None) -> tuple[str, ValueType] | None:
-    """("value" | "Hour", value type) when ``dtype`` is an insight-shaped struct."""
+def _layout(name: str, dtype: pl.DataType | None) -> tuple[str, str | None] | None:
     if not isinstance(dtype, pl.Struct):
         return None
-    fields = struct_fields(dtype)
-    if "value" in fields and set(fields) <= {"value", "unit", "datetime"}:
-        value_type = _value_type(fields["value"])
-        return None if value_type is None else ("value", value_type)
-    if set(fields) == {"Hour", "datetime"}:
-        return "Hour", "double"
-    return None
+    kinds = {f: _kind(t) for f, t in struct_fields(dtype).items()}
+    return insight_layout(kinds, _catalogue_type(name))
 
 
-def _value_type(dtype: pl.DataType) -> ValueType | None:
+def _kind(dtype: pl.DataType) -> Kind:
     if dtype == pl.Boolean():
         return "boolean"
     if dtype.is_integer():
         return "count"
-    if dtype.is_numeric():
+    if dtype.is_float():
         return "double"
-    return "enum" if dtype == pl.String() else None
+    if dtype == pl.Null():
+        return "null"
+    return "string" if dtype == pl.String() else "other"
 
 
 def flatten(records: pl.DataFrame) -> Frames:
@@ -180,6 +241,9 @@ def flatten(records: pl.DataFrame) -> Frames:
     )
     ident = get(schema, [("Metadata", "MachineId")], pl.String()).alias("MachineId")
     long = {name: long_frame(records, column, ident, spec) for name, column, spec in LONG}
+    # One vocabulary for the kind of CAN value, whichever layout carried it.
+    long["can_messages"] = long["can_messages"].with_columns(
+        pl.col("ValueKind").replace(_KIND_OF_BRANCH))
     return Frames(main=main, long=long)
 
 
@@ -195,10 +259,24 @@ def empty_frames(schemas: Iterable[str]) -> Frames:
     return flatten(empty_records(schemas))
 
 
-def units(*sources: pl.DataFrame | str | Iterable[str]) -> pl.DataFrame:
-    """``insight``, ``unit``, ``value_type`` for every insight column. Sources are decoded
-    records (the unit seen in the data wins) and/or writer schemas (JSON), which add their
-    insight-shaped fields; the catalogue's unit is the fallback."""
+UNITS_SCHEMA: Final = pl.Schema({"insight": pl.String(), "unit": pl.String(),
+                                  "raw_unit": pl.String(), "value_type": pl.String()})
+
+
+def empty_units() -> pl.DataFrame:
+    return pl.DataFrame(schema=UNITS_SCHEMA)
+
+
+def units(*sources: pl.DataFrame | str | Iterable[str],
+          raw_units: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``insight``, ``unit``, ``raw_unit``, ``value_type`` for every insight column.
+
+    ``unit`` is the catalogue's word, the same in every window whether or not the insight
+    occurs; ``raw_unit`` is the string the stream carried, when seen. Sources are decoded
+    records and/or writer schemas (JSON), which add their insight-shaped fields. The stream's
+    strings come from ``raw_units`` (``Decoded.units``: ``field``, ``raw_unit``) and from any
+    unit fields still in the records (e.g. records built outside the decoder).
+    """
     frames = [s for s in sources if isinstance(s, pl.DataFrame)]
     texts = [t for s in sources if not isinstance(s, pl.DataFrame)
              for t in ([s] if isinstance(s, str) else s)]
@@ -207,31 +285,33 @@ def units(*sources: pl.DataFrame | str | Iterable[str]) -> pl.DataFrame:
         schema.update(frame.schema)
     cols = insight_columns(schema)
     seen = _seen_units(frames, cols)
+    if raw_units is not None:
+        for f, u in raw_units.select("field", "raw_unit").iter_rows():
+            seen.setdefault(f, u)
     return pl.DataFrame(
         {
             "insight": [c.name for c in cols],
-            "unit": [seen.get(c.name) or c.catalogue_unit for c in cols],
+            "unit": [c.catalogue_unit for c in cols],
+            "raw_unit": [seen.get(c.field) for c in cols],
             "value_type": [c.value_type for c in cols],
         },
-        schema={"insight": pl.String, "unit": pl.String, "value_type": pl.String},
+        schema=UNITS_SCHEMA,
     )
 
 
 def _seen_units(frames: Sequence[pl.DataFrame], cols: Sequence[InsightColumn]) -> dict[str, str]:
-    """The first non-null ``unit`` of each insight in the records (one select per frame)."""
+    """The first non-null unit string of each insight field still in the records (one select
+    per frame), by top-level field."""
     seen: dict[str, str] = {}
     for frame in frames:
         schema = frame.schema  # built once: DataFrame.schema is not cached by Polars
-        exprs = [
-            pl.col(c.field).struct.field("unit").drop_nulls().first().alias(c.name)
-            for c in cols
-            if c.name not in seen and _has_unit(schema.get(c.field))
-        ]
+        exprs = []
+        for c in cols:
+            layout = _layout(c.field, schema.get(c.field))
+            if c.field not in seen and layout is not None and layout[1] is not None:
+                exprs.append(pl.col(c.field).struct.field(layout[1]).drop_nulls().first()
+                             .alias(c.field))
         if exprs and frame.height:
             row = frame.select(exprs).row(0, named=True)
             seen.update({k: v for k, v in row.items() if v is not None})
     return seen
-
-
-def _has_unit(dtype: pl.DataType | None) -> bool:
-    return dtype is not None and "unit" in struct_fields(dtype)
