@@ -520,12 +520,18 @@ def test_leakage_hand_made() -> None:
                 fault("m1", "888-8", "100", later, None, later),
             ]
         )
-        # and every record received after the cut gets different values
+        # every record received after the cut gets different values, and every counter
+        # reading measured after it a different (still plausible) one
+        op = pl.col("CumulativeOperatingHours")
         changed = main.with_columns(
             pl.when(pl.col("kafka_timestamp") > cut)
             .then(pl.col("BatteryPotential") + 50)
             .otherwise(pl.col("BatteryPotential"))
-            .alias("BatteryPotential")
+            .alias("BatteryPotential"),
+            pl.when(pl.col("CumulativeOperatingHours_datetime") >= cut)
+            .then(op + 0.1)
+            .otherwise(op)
+            .alias("CumulativeOperatingHours"),
         )
         after = feature_table(
             pl.concat([changed, extra]), fault_codes=pl.concat([faults, more_faults])

@@ -15,12 +15,12 @@ one build each. Calendar-length steps (months, years) have no fixed phase and ar
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import polars as pl
 
-from tu_analytics.counters import TIME
+from tu_analytics.counters import HOURS_PER_MS, TIME
 from tu_analytics.features.dictionary import feature_dictionary
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def cutoff_rows(
     A cutoff before any data of its machine gives a row of nulls (unknown, never 0). Use it
     through ``feature_table(main, cutoffs=...)``.
     """
-    from tu_analytics.features.table import FeatureTable, _Clock, _Grid, _build, _RULES
+    from tu_analytics.features.table import _RULES, FeatureTable, _build, _Clock, _Grid
 
     cut = _checked(cutoffs, every).with_row_index("_row")
     phase = pl.col(_C) - pl.col(_C).dt.truncate(every)
@@ -81,7 +81,7 @@ def cutoff_rows(
         pick = pl.col(_M).cast(pl.String).is_in(machines)
         faults = None if fault_codes is None else _shift(fault_codes.lazy().filter(pick), -delta)
         last = group.get_column(_C).max()
-        assert last is not None
+        assert isinstance(last, datetime)
         table = _build(
             _shift(main.lazy().filter(pick), -delta),
             faults,
@@ -108,7 +108,7 @@ def cutoff_rows(
         .with_columns(
             (pl.col(_C) - window).alias("bucket_start"),
             pl.col(_C).alias("bucket_end"),
-            pl.lit(ms / 3_600_000.0).alias("bucket_hours"),
+            pl.lit(ms * HOURS_PER_MS).alias("bucket_hours"),
         )
         .select(*features, *extra)
     )

@@ -63,7 +63,6 @@ AS_OF_RULES: dict[str, str] = {
 }
 
 
-
 class Entry(NamedTuple):
     """One dictionary row; ``rule`` is a key of :data:`AS_OF_RULES` (``None``: from the
     definition's wording, see :func:`_rule`)."""
@@ -145,7 +144,9 @@ def _identity_entries() -> list[Entry]:
         "site": "Site the machine is at (tu_analytics.sites.assign_sites; present only when the "
         "input frame has a site column)",
     }
-    return [Entry(n, "", f"{w}, as known at cutoff_time.", (n,), "identity") for n, w in what.items()]
+    return [
+        Entry(n, "", f"{w}, as known at cutoff_time.", (n,), "identity") for n, w in what.items()
+    ]
 
 
 #: Columns whose rule the wording of their definition does not give.

@@ -610,8 +610,9 @@ def feature_table(
 
         if clock.latency is not None:
             raise ValueError("cutoff rows use no allowed_latency: the cutoff is the cut-off")
-        return cutoff_rows(main, cutoffs, every=clock.step, fault_codes=fault_codes,
-                           site_radius_m=site_radius_m)
+        return cutoff_rows(
+            main, cutoffs, every=clock.step, fault_codes=fault_codes, site_radius_m=site_radius_m
+        )
     grid = _Grid(start, end)
     if group_size is not None:
         return _grouped(main, fault_codes, clock, grid, site_radius_m, group_size)
