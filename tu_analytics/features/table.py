@@ -383,20 +383,26 @@ def _position_block(lf: pl.LazyFrame, clock: _Clock, site_radius_m: float) -> li
     return [window, gps, latest]
 
 
-def _record_block(lf: pl.LazyFrame, clock: _Clock, time_cols: list[str]) -> list[pl.LazyFrame]:
+def _records(lf: pl.LazyFrame, time_cols: list[str], identity: list[str]) -> pl.LazyFrame:
+    """One row per record with any measured field: MachineId, receipt, earliest measurement
+    ``_t0`` and the identity columns (shared by the record and identity blocks)."""
+    earliest = (
+        pl.min_horizontal([pl.col(c) for c in time_cols]) if time_cols else pl.lit(None, dtype=TIME)
+    )
+    cols = [pl.col(n).cast(pl.String) for n in identity]
+    return lf.select(_M, "kafka_timestamp", earliest.alias("_t0"), *cols).drop_nulls("_t0")
+
+
+def _record_block(
+    lf: pl.LazyFrame, records: pl.LazyFrame, clock: _Clock, time_cols: list[str]
+) -> list[pl.LazyFrame]:
     k = pl.col("kafka_timestamp")
     # A record counts in the bucket it was received in, or, if every field in it was measured
     # later (device clock ahead), in the bucket of its earliest measurement; a record without
     # any measured field carries no data and is not counted.
-    earliest = (
-        pl.min_horizontal([pl.col(c) for c in time_cols]) if time_cols else pl.lit(None, dtype=TIME)
-    )
-    count = (
-        lf.select(_M, k, earliest.alias("_t0"))
-        .drop_nulls("_t0")
-        .group_by(_M, pl.max_horizontal(clock.bucket(k), clock.bucket(pl.col("_t0"))).alias(_B))
-        .agg(pl.len().cast(pl.UInt32).alias("record_count"))
-    )
+    count = records.group_by(
+        _M, pl.max_horizontal(clock.bucket(k), clock.bucket(pl.col("_t0"))).alias(_B)
+    ).agg(pl.len().cast(pl.UInt32).alias("record_count"))
     # Every measurement of every field, not one time per record: a record mixes fields
     # measured at different times, and a per-record max would let a field measured after a
     # bucket hide (or reveal) the record's earlier measurements from that bucket.
@@ -428,28 +434,22 @@ def _record_block(lf: pl.LazyFrame, clock: _Clock, time_cols: list[str]) -> list
     return [count, newest, gaps]
 
 
-def _identity_block(
-    lf: pl.LazyFrame, clock: _Clock, time_cols: list[str], names: list[str]
-) -> list[pl.LazyFrame]:
-    """Per identity column, the latest non-null value that became available in each bucket.
+def _identity_block(records: pl.LazyFrame, clock: _Clock, names: list[str]) -> list[pl.LazyFrame]:
+    """Per bucket, the latest non-null value of each identity column that became available in
+    it; ``_finish`` carries it forward.
 
     A record's header becomes available like its earliest measured field (bucket of that
     measurement, or the first bucket whose cut-off its receipt meets, whichever is later),
-    so it joins exactly the buckets the record's data joins; ``_finish`` carries it forward.
-    Latest means latest received (ties: the larger value), never latest measured: receipt
-    order is what a live reader sees.
+    so it joins exactly the buckets the record's data joins. Latest means latest received
+    (ties: the larger value), never latest measured: receipt order is what a live reader sees.
     """
-    if not names or not time_cols:
+    if not names:
         return []
-    earliest = pl.min_horizontal([pl.col(c) for c in time_cols])
     k = pl.col("kafka_timestamp")
-    base = lf.select(_M, k, earliest.alias("_t0"), *names).drop_nulls("_t0")
     return [
-        base.select(_M, k, "_t0", pl.col(n).cast(pl.String).alias("_v"))
-        .drop_nulls("_v")
+        records.filter(pl.any_horizontal([pl.col(n).is_not_null() for n in names]))
         .group_by(_M, clock.available(pl.col("_t0"), k).alias(_B))
-        .agg(pl.col("_v").sort_by(k, "_v").last().alias(n))
-        for n in names
+        .agg(pl.col(n).sort_by(k, n).drop_nulls().last() for n in names)
     ]
 
 
@@ -656,8 +656,10 @@ def _build(
     blocks += _counter_block(lf, clock)
     blocks += _stats_block(lf, clock)
     blocks += _position_block(lf, clock, site_radius_m)
-    blocks += _record_block(lf, clock, time_cols)
-    blocks += _identity_block(lf, clock, time_cols, [c for c in IDENTITY if c in schema])
+    identity = [c for c in IDENTITY if c in schema]
+    records = _records(lf, time_cols, identity).cache()
+    blocks += _record_block(lf, records, clock, time_cols)
+    blocks += _identity_block(records, clock, identity)
     if faults is not None:
         blocks += _fault_block(faults, clock)
     # Each block feeds both the grid bounds and a join: compute it once.
