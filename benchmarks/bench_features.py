@@ -1,17 +1,25 @@
-"""Benchmark: hourly point-in-time features on a 1,000,000-row Machine Insights ``main`` frame.
+"""Benchmark: hourly point-in-time features, 30 days x the default fleet (60 machines).
 
-    .venv/bin/python benchmarks/bench_features.py                 # synthesize 1M rows
-    .venv/bin/python benchmarks/bench_features.py --parquet main.parquet --faults faults.parquet
-    .venv/bin/python benchmarks/bench_features.py --rounds 5 --json out.json
+    .venv/bin/python benchmarks/bench_features.py                      # 2,000,000 rows, 3 rounds
+    .venv/bin/python benchmarks/bench_features.py --baseline-src /tmp/old --json out.json
 
 The synthetic frame follows docs/frames.md: Kafka columns, identity, location, and every insight
 of the catalogue (value + ``_datetime``; ``--narrow`` keeps only the ones features read). It is
-built with numpy directly: 60-100 machines over ~7 days, working shifts, realistic sparsity
-(each record fills a subset of fields), repeated stale values, out-of-order arrival with a tail
-of late records, counter resets and offset jumps, and a ``fault_codes`` long frame.
+built with numpy directly: working shifts, realistic sparsity (each record fills a subset of
+fields), repeated stale values, out-of-order arrival with a tail of late records, counter resets
+and offset jumps, and a ``fault_codes`` long frame. It is written to Parquet once.
 
-Reports the median wall time of ``--rounds`` builds, the RSS before building, the peak RSS
-sampled while building, and the process's lifetime peak (``ru_maxrss``).
+Each build runs in a fresh interpreter (clean peak RSS), rounds interleaved so every variant sees
+the same machine load:
+
+* ``new``: ``feature_table(main, every=...)`` on the frame in memory;
+* ``baseline`` (with ``--baseline-src DIR``): the same with an older ``tu_analytics`` from DIR,
+  e.g. ``git archive <rev> tu_analytics | tar -x -C DIR``;
+* ``grouped``: ``feature_table(pl.scan_parquet(...), end=..., group_size=N)``, machine group by
+  machine group over a LazyFrame: its peak RSS is what months of history need.
+
+Reports medians, microseconds per feature row, the new/baseline ratio per row and peak RSS above
+the RSS before the build.
 """
 
 from __future__ import annotations
@@ -22,10 +30,14 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +46,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tu_analytics.features import feature_table  # noqa: E402
+from tu_analytics.counters import TIME  # noqa: E402
 
 CATALOGUE = ROOT / "tu_analytics" / "formats" / "machine_insights.csv"
-TIME = pl.Datetime("ms", "UTC")
 MS_MIN = 60_000
 START_MS = 1_717_200_000_000  # 2024-06-01 00:00 UTC
 
@@ -201,6 +212,10 @@ def synthesize(
         "schema_id": pl.Series(np.full(rows, 100001, dtype=np.int32)),
         "MachineId": pl.Series(ids[m[order]]),
         "UnitId": pl.Series((1_000_000 + m[order]).astype(np.int64)),
+        # Identity as every record carries it (features keep it as known at each cut-off).
+        "EquipmentID": pl.Series(np.array([f"EX-{i:03d}" for i in range(machines)])[m[order]]),
+        "OEMName": pl.Series(np.array(["Volvo", "CAT", "JCB"])[m[order] % 3]),
+        "Model": pl.Series(np.array([f"M{i % 7}" for i in range(machines)])[m[order]]),
         "Latitude": pl.Series(np.where(loc_present, lat, np.nan)[order]).fill_nan(None),
         "Longitude": pl.Series(np.where(loc_present, lon, np.nan)[order]).fill_nan(None),
         "Location_datetime": ts(loc_t).set(pl.Series(~loc_present[order]), None),
@@ -216,9 +231,6 @@ def synthesize(
         identity = {
             "TelematicSerialNumber": pl.String(),
             "ExternalReferenceNumber": pl.String(),
-            "OEMName": pl.String(),
-            "Model": pl.String(),
-            "EquipmentID": pl.String(),
             "SerialNumber": pl.String(),
             "PIN": pl.String(),
             "UnitInstallDateTime": TIME,
@@ -281,66 +293,126 @@ def synthesize(
     return main, faults
 
 
+CHILD = """
+import datetime, json, sys, time
+sys.path.insert(0, {src!r})
+sys.path.insert(1, {bench!r})
+import polars as pl
+from tu_analytics.features import feature_table  # first: bench_features puts ROOT on the path
+from bench_features import PeakSampler, _rss_bytes
+kw = dict(every={every!r}, fault_codes=pl.read_parquet({faults!r}))
+if {grouped!r}:
+    main = pl.scan_parquet({main!r})
+    kw.update(end={end!r}, group_size={group_size!r})
+    kw["fault_codes"] = pl.scan_parquet({faults!r})
+else:
+    main = pl.read_parquet({main!r})
+before = _rss_bytes()
+with PeakSampler() as sampler:
+    t0 = time.perf_counter()
+    frame = feature_table(main, **kw).frame
+    seconds = time.perf_counter() - t0
+print(json.dumps({{"s": seconds, "rows": frame.height, "cols": frame.width,
+                   "peak_mib": (sampler.peak - before) / 2**20, "module": feature_table.__module__,
+                   "path": sys.modules["tu_analytics"].__file__}}))
+"""
+
+
+def _child(
+    src: str,
+    main: Path,
+    faults: Path,
+    every: str,
+    grouped: bool = False,
+    end: object = None,
+    group_size: int | None = None,
+) -> dict[str, float]:
+    """One build in a fresh interpreter: clean timings and a peak RSS of this build alone."""
+    code = CHILD.format(
+        src=src,
+        bench=str(ROOT / "benchmarks"),
+        every=every,
+        faults=str(faults),
+        main=str(main),
+        grouped=grouped,
+        end=end,
+        group_size=group_size,
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--parquet", type=Path, help="main frame to load instead of synthesizing")
-    parser.add_argument("--faults", type=Path, help="fault_codes frame (with --parquet)")
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--machines", type=int, default=80)
-    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--machines", type=int, default=60, help="the default fleet: 60")
+    parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--every", default="1h")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--narrow", action="store_true", help="only the columns features read")
+    parser.add_argument(
+        "--baseline-src",
+        help="directory holding an older tu_analytics to "
+        "compare with in the same run (e.g. from `git archive REV tu_analytics`)",
+    )
+    parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
-    if args.parquet:
-        main_frame = pl.read_parquet(args.parquet)
-        faults = pl.read_parquet(args.faults) if args.faults else None
-        source = str(args.parquet)
-    else:
-        main_frame, faults = synthesize(args.rows, args.machines, args.days, narrow=args.narrow)
-        source = "synthetic"
+    main_frame, faults = synthesize(args.rows, args.machines, args.days, narrow=args.narrow)
     prepare_s = time.perf_counter() - t0
-    rss_before = _rss_bytes()
-
-    times: list[float] = []
-    shape = (0, 0)
-    with PeakSampler() as sampler:
-        for _ in range(args.rounds):
-            start = time.perf_counter()
-            table = feature_table(main_frame, every=args.every, fault_codes=faults)
-            times.append(time.perf_counter() - start)
-            assert isinstance(table.frame, pl.DataFrame)
-            shape = table.frame.shape
-            del table
-
-    mib = 1024 * 1024
-    result = {
-        "source": source,
+    tmp = Path(tempfile.mkdtemp(prefix="bench_features_"))
+    main_path, faults_path = tmp / "main.parquet", tmp / "faults.parquet"
+    main_frame.write_parquet(main_path)
+    faults.write_parquet(faults_path)
+    end = (main_frame["kafka_timestamp"].max() + timedelta(hours=1)).isoformat()  # type: ignore[operator]
+    runs: dict[str, list[dict[str, float]]] = {"new": [], "baseline": [], "grouped": []}
+    for _ in range(args.rounds):  # interleaved, so all variants see the same machine load
+        runs["new"].append(_child(str(ROOT), main_path, faults_path, args.every))
+        if args.baseline_src:
+            runs["baseline"].append(_child(args.baseline_src, main_path, faults_path, args.every))
+        runs["grouped"].append(
+            _child(
+                str(ROOT),
+                main_path,
+                faults_path,
+                args.every,
+                True,
+                datetime.fromisoformat(end),
+                args.group_size,
+            )
+        )
+    result: dict[str, object] = {
         "rows": main_frame.height,
         "columns": main_frame.width,
-        "machines": main_frame["MachineId"].n_unique(),
-        "fault_rows": 0 if faults is None else faults.height,
+        "machines": args.machines,
+        "days": args.days,
         "every": args.every,
-        "feature_rows": shape[0],
-        "feature_columns": shape[1],
         "rounds": args.rounds,
-        "times_s": [round(t, 3) for t in times],
-        "median_s": round(statistics.median(times), 3),
-        "prepare_s": round(prepare_s, 2),
-        "main_frame_mib": round(main_frame.estimated_size() / mib, 1),
-        "rss_before_mib": round(rss_before / mib, 1),
-        "peak_rss_during_mib": round(sampler.peak / mib, 1),
-        "peak_rss_increase_mib": round((sampler.peak - rss_before) / mib, 1),
-        "ru_maxrss_mib": round(_maxrss_bytes() / mib, 1),
+        "prepare_s": prepare_s,
         "polars": pl.__version__,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
+    for name, rs in runs.items():
+        if not rs:
+            continue
+        med = statistics.median(r["s"] for r in rs)
+        result[f"{name}_times_s"] = [round(r["s"], 2) for r in rs]
+        result[f"{name}_median_s"] = round(med, 2)
+        result[f"{name}_feature_rows"] = rs[0]["rows"]
+        result[f"{name}_us_per_row"] = round(med / rs[0]["rows"] * 1e6, 1)
+        result[f"{name}_peak_rss_increase_mib"] = round(max(r["peak_mib"] for r in rs), 1)
+    if runs["baseline"]:
+        result["ratio_new_to_baseline_per_row"] = round(
+            float(result["new_us_per_row"]) / float(result["baseline_us_per_row"]),
+            2,  # type: ignore[arg-type]
+        )
+    shutil.rmtree(tmp)
     for key, value in result.items():
-        print(f"{key:>24}: {value}")
+        print(f"{key:>34}: {value}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -24,6 +24,8 @@ from typing import Literal, overload
 
 import polars as pl
 
+from tu_analytics.formats import TS
+
 __all__ = [
     "DEFAULT_MAX_RATE",
     "DEFAULT_TOLERANCE",
@@ -34,8 +36,9 @@ __all__ = [
     "duration_string",
 ]
 
-#: The contract's time type (docs/frames.md): every time column is normalised to it.
-TIME = pl.Datetime("ms", "UTC")
+#: The contract's time type (docs/frames.md): every time column is normalised to it. One
+#: definition (``tu_analytics.formats.TS``); this name is what analytics code imports.
+TIME = TS
 
 #: Largest physically possible increase per hour of elapsed wall-clock time.
 #: Hour counters cannot run faster than the clock. Fuel: the largest mining-class diesel

@@ -26,6 +26,7 @@ from tu_analytics.features import (
     feature_table,
     future_target,
 )
+from tu_analytics.features.dictionary import AS_OF_RULES, FEATURE_NAMES, SEMANTICS_VERSION
 from tu_analytics.features.table import geohash_code, geohash_string
 
 #: insight -> dtype of its value; each also has ``{insight}_datetime``.
@@ -403,9 +404,13 @@ def test_missing_columns_empty_input_and_lazy() -> None:
 
 def test_dictionary_documents_every_column(hourly: FeatureTable) -> None:
     d = hourly.dictionary
-    assert d.columns == ["name", "unit", "definition", "source_fields"]
+    assert d.columns == ["name", "unit", "definition", "as_of_rule", "as_of", "source_fields"]
     assert d["name"].to_list() == eager(hourly).columns
     assert d.filter(pl.col("definition").str.len_chars() < 10).height == 0
+    # every feature states its as-of rule, and the rule text is one of the documented ones
+    assert d["as_of_rule"].null_count() == 0
+    assert set(d["as_of"].to_list()) <= set(AS_OF_RULES.values())
+    assert eager(hourly).columns == [n for n in FEATURE_NAMES if n in eager(hourly).columns]
     without = feature_table(scenario()[0])
     assert "fault_count" not in without.dictionary["name"].to_list()
     with pytest.raises(KeyError):
@@ -420,6 +425,9 @@ def test_parquet_round_trip(tmp_path: Path, hourly: FeatureTable) -> None:
     assert_frame_equal(back.dictionary, hourly.dictionary)
     assert back.every == "1h"
     assert back.allowed_latency is None
+    assert back.semantics_version == SEMANTICS_VERSION
+    meta = pl.read_parquet_metadata(path)
+    assert meta["tu_analytics.semantics_version"] == str(SEMANTICS_VERSION)
     plain = tmp_path / "plain.parquet"
     pl.DataFrame({"a": [1]}).write_parquet(plain)
     with pytest.raises(ValueError, match="dictionary"):
@@ -512,12 +520,18 @@ def test_leakage_hand_made() -> None:
                 fault("m1", "888-8", "100", later, None, later),
             ]
         )
-        # and every record received after the cut gets different values
+        # every record received after the cut gets different values, and every counter
+        # reading measured after it a different (still plausible) one
+        op = pl.col("CumulativeOperatingHours")
         changed = main.with_columns(
             pl.when(pl.col("kafka_timestamp") > cut)
             .then(pl.col("BatteryPotential") + 50)
             .otherwise(pl.col("BatteryPotential"))
-            .alias("BatteryPotential")
+            .alias("BatteryPotential"),
+            pl.when(pl.col("CumulativeOperatingHours_datetime") >= cut)
+            .then(op + 0.1)
+            .otherwise(op)
+            .alias("CumulativeOperatingHours"),
         )
         after = feature_table(
             pl.concat([changed, extra]), fault_codes=pl.concat([faults, more_faults])

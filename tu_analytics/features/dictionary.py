@@ -1,8 +1,14 @@
-"""The feature dictionary: name, unit, definition and source fields of every feature column.
+"""The feature dictionary: name, unit, definition, as-of rule and source fields of every column.
 
-One entry per column :func:`~tu_analytics.features.table.feature_table` can produce; the
-table's ``.dictionary`` is this list restricted to (and ordered like) its actual columns, so
-a stored feature table always explains itself.
+One entry per column :func:`~tu_analytics.features.table.feature_table` can produce, in the
+order the table has them: :data:`ENTRIES` is the single list of features (the table selects
+its output columns from it, so the two cannot drift). The table's ``.dictionary`` is this list
+restricted to its actual columns, so a stored feature table always explains itself.
+
+Every entry names one of the as-of rules in :data:`AS_OF_RULES`, which say exactly which
+readings (measurement time ``m``, receipt time ``k``) a row may use. :data:`SEMANTICS_VERSION`
+changes whenever any feature's meaning changes; it is stored with every table and training
+set so a saved model never meets features that silently mean something else.
 """
 
 from __future__ import annotations
@@ -12,16 +18,60 @@ from typing import NamedTuple
 
 import polars as pl
 
-__all__ = ["DICTIONARY_SCHEMA", "ENTRIES", "Entry", "feature_dictionary"]
+__all__ = [
+    "AS_OF_RULES",
+    "DICTIONARY_SCHEMA",
+    "ENTRIES",
+    "FEATURE_NAMES",
+    "SEMANTICS_VERSION",
+    "Entry",
+    "feature_dictionary",
+]
+
+#: Bump on every change of a feature's meaning; record it in the CHANGELOG.
+#: 1: first release. 2: cut-off column, identity as of the cut-off, explicit per-feature
+#: as-of rules, cutoff rows (values of version-1 columns unchanged).
+SEMANTICS_VERSION = 2
+
+#: Row ``r`` covers ``[bucket_start, bucket_end)`` and is final at its cut-off
+#: ``cutoff_time = bucket_end + allowed_latency`` (for cutoff rows: the given time, latency 0).
+AS_OF_RULES: dict[str, str] = {
+    "key": "Row key or bucket arithmetic; no readings involved.",
+    "window": (
+        "Readings measured in [bucket_start, bucket_end) and received by cutoff_time. A reading "
+        "received later never joins any bucket's window features (its own bucket is closed; "
+        "a later bucket would be rewriting history)."
+    ),
+    "counter": (
+        "Increase between consecutive counter readings that were each received by the cut-off "
+        "of the bucket they were measured in; the interval's whole increase goes to the bucket "
+        "of its later reading. An interval spanning bucket_end is never split: at the cut-off "
+        "the counter value at bucket_end is unknown (no reading measured after bucket_end may "
+        "be used), so the rest of the interval lands in the bucket of the next on-time "
+        "reading. A late reading is skipped; the next on-time interval spans it, so no usage "
+        "is lost. Null (unknown, never 0) when no valid interval ends in the bucket."
+    ),
+    "as_of": (
+        "State at bucket_end: every reading measured before bucket_end and received by "
+        "cutoff_time, late or not, as of that moment. Later data never changes a past row."
+    ),
+    "identity": (
+        "Latest non-null value among records received by cutoff_time (receipt order); later "
+        "records never rewrite a past row. Null until the first such record."
+    ),
+    "derived": "Computed from other columns of the same row only; inherits their rules.",
+}
 
 
 class Entry(NamedTuple):
-    """One dictionary row."""
+    """One dictionary row; ``rule`` is a key of :data:`AS_OF_RULES` (``None``: from the
+    definition's wording, see :func:`_rule`)."""
 
     name: str
     unit: str
     definition: str
     source_fields: tuple[str, ...]
+    rule: str | None = None
 
 
 DICTIONARY_SCHEMA = pl.Schema(
@@ -29,6 +79,8 @@ DICTIONARY_SCHEMA = pl.Schema(
         "name": pl.String(),
         "unit": pl.String(),
         "definition": pl.String(),
+        "as_of_rule": pl.String(),
+        "as_of": pl.String(),
         "source_fields": pl.List(pl.String()),
     }
 )
@@ -84,11 +136,64 @@ def _hours(name: str, counter: str) -> list[Entry]:
     ]
 
 
+def _identity_entries() -> list[Entry]:
+    what = {
+        "EquipmentID": "Customer's own equipment name (e.g. EX-001)",
+        "OEMName": "Manufacturer",
+        "Model": "Model name",
+        "site": "Site the machine is at (tu_analytics.sites.assign_sites; present only when the "
+        "input frame has a site column)",
+    }
+    return [
+        Entry(n, "", f"{w}, as known at cutoff_time.", (n,), "identity") for n, w in what.items()
+    ]
+
+
+#: Columns whose rule the wording of their definition does not give.
+_RULES: dict[str, str] = {
+    "MachineId": "key",
+    "bucket_start": "key",
+    "bucket_end": "key",
+    "bucket_hours": "key",
+    "cutoff_time": "key",
+    "operating_ratio": "derived",
+    "idle_ratio": "derived",
+    "engine_ratio": "derived",
+    "fuel_rate_lph": "derived",
+    "counter_resets": "counter",
+    "counter_gaps": "counter",
+    "distance_km": "counter",
+    "distance_source": "derived",
+    "fault_count": "window",
+    "fault_max_severity": "window",
+    "record_count": "window",
+    "max_gap_minutes": "window",
+}
+
+
+def _rule(e: Entry) -> str:
+    if e.rule is not None:
+        return e.rule
+    if e.name in _RULES:
+        return _RULES[e.name]
+    if _DELTA in e.definition:
+        return "counter"
+    return "as_of" if _ASOF in e.definition else "window"
+
+
 ENTRIES: tuple[Entry, ...] = (
     Entry("MachineId", "", "Trackunit machine UUID (key).", ("MachineId",)),
     Entry("bucket_start", "UTC datetime", "Start of the bucket [start, end) (key).", ()),
     Entry("bucket_end", "UTC datetime", "End of the bucket (exclusive).", ()),
     Entry("bucket_hours", "hours", "Bucket length.", ()),
+    Entry(
+        "cutoff_time",
+        "UTC datetime",
+        "The moment the row is final and may be served: bucket_end + allowed_latency (for "
+        "cutoff rows, the requested cutoff). Nothing received after it is used.",
+        ("kafka_timestamp",),
+    ),
+    *_identity_entries(),
     *_hours("operating", "CumulativeOperatingHours"),
     *_hours("idle", "CumulativeIdleHours"),
     *_hours("engine", "CumulativeEngineHours"),
@@ -245,6 +350,8 @@ ENTRIES: tuple[Entry, ...] = (
 )
 
 _BY_NAME = {e.name: e for e in ENTRIES}
+#: Every column a feature table can have, in table order.
+FEATURE_NAMES: tuple[str, ...] = tuple(_BY_NAME)
 
 
 def feature_dictionary(columns: Iterable[str] | None = None) -> pl.DataFrame:
@@ -263,6 +370,8 @@ def feature_dictionary(columns: Iterable[str] | None = None) -> pl.DataFrame:
             "name": [r.name for r in rows],
             "unit": [r.unit for r in rows],
             "definition": [r.definition for r in rows],
+            "as_of_rule": [_rule(r) for r in rows],
+            "as_of": [AS_OF_RULES[_rule(r)] for r in rows],
             "source_fields": [list(r.source_fields) for r in rows],
         },
         schema=DICTIONARY_SCHEMA,

@@ -32,13 +32,19 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
 from tu_analytics.counters import HOURS_PER_MS, TIME, allocate, counter_deltas, duration_string
-from tu_analytics.features.dictionary import DICTIONARY_SCHEMA, feature_dictionary
+from tu_analytics.features.dictionary import (
+    DICTIONARY_SCHEMA,
+    FEATURE_NAMES,
+    SEMANTICS_VERSION,
+    feature_dictionary,
+)
 
 __all__ = ["FeatureTable", "feature_table", "geohash_code", "geohash_string"]
 
@@ -68,8 +74,13 @@ STATS: tuple[tuple[str, str], ...] = (
     ("coolant_temp_c", "EngineCoolantTemperature"),
     ("ambient_temp_c", "AmbientAirTemperature"),
 )
+#: Machine identity carried with every row, as known at the row's cut-off. ``site`` comes
+#: from ``tu_analytics.sites.assign_sites`` when the input frame has it.
+IDENTITY: tuple[str, ...] = ("EquipmentID", "OEMName", "Model", "site")
 _META_DICTIONARY = "tu_analytics.feature_dictionary"
 _META_PARAMS = "tu_analytics.feature_params"
+#: Parquet metadata key of :data:`~tu_analytics.features.dictionary.SEMANTICS_VERSION`.
+META_SEMANTICS = "tu_analytics.semantics_version"
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,20 @@ class FeatureTable:
     dictionary: pl.DataFrame
     every: str
     allowed_latency: str | None = None
+    semantics_version: int = SEMANTICS_VERSION
+
+    def metadata(self) -> dict[str, str]:
+        """Parquet key-value metadata: dictionary, parameters and semantics version."""
+        params = {
+            "every": self.every,
+            "allowed_latency": self.allowed_latency,
+            "semantics_version": self.semantics_version,
+        }
+        return {
+            _META_DICTIONARY: self.dictionary.write_json(),
+            _META_PARAMS: json.dumps(params),
+            META_SEMANTICS: str(self.semantics_version),
+        }
 
     def collect(self) -> FeatureTable:
         """The same table with an eager ``frame``."""
@@ -93,14 +118,7 @@ class FeatureTable:
         metadata, so the file explains itself and one file is all there is to copy."""
         frame = self.collect().frame
         assert isinstance(frame, pl.DataFrame)
-        params = {"every": self.every, "allowed_latency": self.allowed_latency}
-        frame.write_parquet(
-            path,
-            metadata={
-                _META_DICTIONARY: self.dictionary.write_json(),
-                _META_PARAMS: json.dumps(params),
-            },
-        )
+        frame.write_parquet(path, metadata=self.metadata())
 
     @classmethod
     def read_parquet(cls, path: str | Path) -> FeatureTable:
@@ -115,6 +133,7 @@ class FeatureTable:
             dictionary=dictionary,
             every=str(params.get("every", "")),
             allowed_latency=params.get("allowed_latency"),
+            semantics_version=int(params.get("semantics_version", 1)),
         )
 
 
@@ -159,11 +178,26 @@ def _haversine_m(lat1: pl.Expr, lon1: pl.Expr, lat2: pl.Expr, lon2: pl.Expr) -> 
 
 
 @dataclass(frozen=True)
+class _Rules:
+    """The two point-in-time rules, as switches for the mutation tests only (a test that turns
+    one off must see the leakage tests fail). Never turn them off in real use."""
+
+    #: Use a reading only if received by its bucket's cut-off (end + allowed_latency).
+    latency: bool = True
+    #: Never use a counter reading measured after a bucket to allocate usage inside it.
+    boundary: bool = True
+
+
+_RULES = _Rules()
+
+
+@dataclass(frozen=True)
 class _Clock:
     """Bucket arithmetic for one ``every`` and ``allowed_latency``."""
 
     step: str
     latency: str | None
+    rules: _Rules = _Rules()
 
     def bucket(self, t: pl.Expr) -> pl.Expr:
         return t.dt.truncate(self.step)
@@ -174,10 +208,17 @@ class _Clock:
         return shifted.dt.offset_by("-1ms").dt.truncate(self.step)
 
     def available(self, t: pl.Expr, k: pl.Expr) -> pl.Expr:
+        if not self.rules.latency:
+            return self.bucket(t)
         return pl.max_horizontal(self.bucket(t), self.receipt_bucket(k))
 
     def on_time(self, t: pl.Expr, k: pl.Expr) -> pl.Expr:
+        if not self.rules.latency:
+            return t.is_not_null()
         return self.receipt_bucket(k) <= self.bucket(t)
+
+    def cutoff(self, bucket_end: pl.Expr) -> pl.Expr:
+        return bucket_end.dt.offset_by(self.latency) if self.latency else bucket_end
 
 
 def _latency_string(allowed_latency: str | timedelta | None) -> str | None:
@@ -257,7 +298,8 @@ def _counter_block(lf: pl.LazyFrame, clock: _Clock) -> list[pl.LazyFrame]:
         on_time = lf.select(_M, counter, ts, "kafka_timestamp").filter(
             clock.on_time(pl.col(ts), pl.col("kafka_timestamp"))
         )
-        per_bucket = allocate(counter_deltas(on_time, counter), clock.step, how="end").select(
+        how: Literal["end", "spread"] = "end" if clock.rules.boundary else "spread"
+        per_bucket = allocate(counter_deltas(on_time, counter), clock.step, how=how).select(
             _M,
             _B,
             pl.when(pl.col("covered_hours") > 0).then(pl.col("delta")).alias(name),
@@ -341,20 +383,26 @@ def _position_block(lf: pl.LazyFrame, clock: _Clock, site_radius_m: float) -> li
     return [window, gps, latest]
 
 
-def _record_block(lf: pl.LazyFrame, clock: _Clock, time_cols: list[str]) -> list[pl.LazyFrame]:
+def _records(lf: pl.LazyFrame, time_cols: list[str], identity: list[str]) -> pl.LazyFrame:
+    """One row per record with any measured field: MachineId, receipt, earliest measurement
+    ``_t0`` and the identity columns (shared by the record and identity blocks)."""
+    earliest = (
+        pl.min_horizontal([pl.col(c) for c in time_cols]) if time_cols else pl.lit(None, dtype=TIME)
+    )
+    cols = [pl.col(n).cast(pl.String) for n in identity]
+    return lf.select(_M, "kafka_timestamp", earliest.alias("_t0"), *cols).drop_nulls("_t0")
+
+
+def _record_block(
+    lf: pl.LazyFrame, records: pl.LazyFrame, clock: _Clock, time_cols: list[str]
+) -> list[pl.LazyFrame]:
     k = pl.col("kafka_timestamp")
     # A record counts in the bucket it was received in, or, if every field in it was measured
     # later (device clock ahead), in the bucket of its earliest measurement; a record without
     # any measured field carries no data and is not counted.
-    earliest = (
-        pl.min_horizontal([pl.col(c) for c in time_cols]) if time_cols else pl.lit(None, dtype=TIME)
-    )
-    count = (
-        lf.select(_M, k, earliest.alias("_t0"))
-        .drop_nulls("_t0")
-        .group_by(_M, pl.max_horizontal(clock.bucket(k), clock.bucket(pl.col("_t0"))).alias(_B))
-        .agg(pl.len().cast(pl.UInt32).alias("record_count"))
-    )
+    count = records.group_by(
+        _M, pl.max_horizontal(clock.bucket(k), clock.bucket(pl.col("_t0"))).alias(_B)
+    ).agg(pl.len().cast(pl.UInt32).alias("record_count"))
     # Every measurement of every field, not one time per record: a record mixes fields
     # measured at different times, and a per-record max would let a field measured after a
     # bucket hide (or reveal) the record's earlier measurements from that bucket.
@@ -384,6 +432,25 @@ def _record_block(lf: pl.LazyFrame, clock: _Clock, time_cols: list[str]) -> list
         .agg(pl.col("_gap").max().alias("max_gap_minutes"))
     )
     return [count, newest, gaps]
+
+
+def _identity_block(records: pl.LazyFrame, clock: _Clock, names: list[str]) -> list[pl.LazyFrame]:
+    """Per bucket, the latest non-null value of each identity column that became available in
+    it; ``_finish`` carries it forward.
+
+    A record's header becomes available like its earliest measured field (bucket of that
+    measurement, or the first bucket whose cut-off its receipt meets, whichever is later),
+    so it joins exactly the buckets the record's data joins. Latest means latest received
+    (ties: the larger value), never latest measured: receipt order is what a live reader sees.
+    """
+    if not names:
+        return []
+    k = pl.col("kafka_timestamp")
+    return [
+        records.filter(pl.any_horizontal([pl.col(n).is_not_null() for n in names]))
+        .group_by(_M, clock.available(pl.col("_t0"), k).alias(_B))
+        .agg(pl.col(n).sort_by(k, n).drop_nulls().last() for n in names)
+    ]
 
 
 def _fault_block(fault_codes: pl.DataFrame | pl.LazyFrame, clock: _Clock) -> list[pl.LazyFrame]:
@@ -506,6 +573,10 @@ def feature_table(
     allowed_latency: str | timedelta | None = None,
     site_radius_m: float = 100.0,
     lazy: bool = False,
+    cutoffs: pl.DataFrame | pl.LazyFrame | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    group_size: int | None = None,
 ) -> FeatureTable:
     """Build point-in-time features per ``MachineId`` x UTC bucket of length ``every``.
 
@@ -515,14 +586,66 @@ def feature_table(
     the module docstring for the exact rule. ``site_radius_m`` defines ``time_on_site``.
     With ``lazy=True`` the returned ``frame`` is a LazyFrame (nothing computed yet).
 
-    Columns and definitions: ``FeatureTable.dictionary`` (and
+    The bucket grid: ``end`` (exclusive) fixes the last bucket for every machine (default:
+    the last bucket with data anywhere in the input); rows before ``start`` are dropped
+    (history before it still feeds the as-of features). ``group_size=N`` builds the table
+    N machines at a time (one pass over ``main`` per group, so a LazyFrame scan of months
+    needs memory for N machines only); it needs ``end``, so that every group shares the
+    grid and the result equals the whole-frame table exactly.
+
+    ``cutoffs`` (columns ``MachineId``, ``cutoff_time``, any others are carried along,
+    e.g. labels) gives one row per cutoff instead of a regular grid, Featuretools-style:
+    the row's window is ``[cutoff_time - every, cutoff_time)`` and it uses only data
+    received by ``cutoff_time`` (``allowed_latency`` must be unset). See
+    :func:`tu_analytics.features.cutoffs.cutoff_rows`.
+
+    Columns, definitions and as-of rules: ``FeatureTable.dictionary`` (and
     :mod:`tu_analytics.features.dictionary`).
     """
     if site_radius_m <= 0:
         raise ValueError("site_radius_m must be positive")
-    clock = _Clock(duration_string(every), _latency_string(allowed_latency))
+    clock = _Clock(duration_string(every), _latency_string(allowed_latency), _RULES)
+    if cutoffs is not None:
+        from tu_analytics.features.cutoffs import cutoff_rows
+
+        if clock.latency is not None:
+            raise ValueError("cutoff rows use no allowed_latency: the cutoff is the cut-off")
+        return cutoff_rows(
+            main, cutoffs, every=clock.step, fault_codes=fault_codes, site_radius_m=site_radius_m
+        )
+    grid = _Grid(start, end)
+    if group_size is not None:
+        return _grouped(main, fault_codes, clock, grid, site_radius_m, group_size)
+    return _build(main, fault_codes, clock, grid, site_radius_m, lazy=lazy)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The explicit bucket grid: rows from ``start`` (inclusive) to ``end`` (exclusive)."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def last(self, keys: pl.LazyFrame, clock: _Clock) -> pl.LazyFrame:
+        """One row, ``_last``: the start of the grid's last bucket."""
+        if self.end is None:
+            return keys.select(pl.col(_B).max().alias("_last"))
+        last = pl.lit(self.end).cast(TIME).dt.offset_by("-1ms").dt.truncate(clock.step)
+        return pl.LazyFrame().select(last.alias("_last"))
+
+
+def _build(
+    main: pl.DataFrame | pl.LazyFrame,
+    fault_codes: pl.DataFrame | pl.LazyFrame | None,
+    clock: _Clock,
+    grid: _Grid,
+    site_radius_m: float,
+    *,
+    lazy: bool = False,
+) -> FeatureTable:
     raw = main.lazy()
-    needed = _columns_needed(raw.collect_schema())
+    schema = raw.collect_schema()
+    needed = _columns_needed(schema)
     lf = _ensure(raw, needed).drop_nulls([_M, "kafka_timestamp"])
     time_cols = [c for c in needed if c.endswith("_datetime")]
     faults = None if fault_codes is None else fault_codes.lazy()
@@ -533,47 +656,90 @@ def feature_table(
     blocks += _counter_block(lf, clock)
     blocks += _stats_block(lf, clock)
     blocks += _position_block(lf, clock, site_radius_m)
-    blocks += _record_block(lf, clock, time_cols)
+    identity = [c for c in IDENTITY if c in schema]
+    records = _records(lf, time_cols, identity).cache()
+    blocks += _record_block(lf, records, clock, time_cols)
+    blocks += _identity_block(records, clock, identity)
     if faults is not None:
         blocks += _fault_block(faults, clock)
     # Each block feeds both the grid bounds and a join: compute it once.
     blocks = [b.cache() for b in blocks]
 
     keys = pl.concat([b.select(_M, _B) for b in blocks], how="vertical")
-    last = pl.col(_B).max()
-    grid = (
+    rows = (
         keys.group_by(_M)
         .agg(pl.col(_B).min().alias("_first"))
-        .join(keys.select(last.alias("_last")), how="cross")
+        .join(grid.last(keys, clock), how="cross")
         .select(
             _M,
             pl.datetime_ranges("_first", "_last", interval=clock.step).alias(_B),
         )
         .explode(_B)
+        .drop_nulls(_B)
     )
-    frame = grid
+    frame = rows
     for block in blocks:
         frame = frame.join(block, on=list(KEYS), how="left")
     frame = frame.sort(_M, _B)
     out = _finish(frame, clock, faults=faults is not None).with_columns(pl.col(_M).cast(pl.String))
-    columns = out.collect_schema().names()
+    if grid.start is not None:
+        out = out.filter(pl.col(_B) >= pl.lit(grid.start).cast(TIME))
     table = FeatureTable(
         frame=out,
-        dictionary=feature_dictionary(columns),
+        dictionary=feature_dictionary(out.collect_schema().names()),
         every=clock.step,
         allowed_latency=clock.latency,
     )
     return table if lazy else table.collect()
 
 
+def _grouped(
+    main: pl.DataFrame | pl.LazyFrame,
+    fault_codes: pl.DataFrame | pl.LazyFrame | None,
+    clock: _Clock,
+    grid: _Grid,
+    site_radius_m: float,
+    group_size: int,
+) -> FeatureTable:
+    """The table machine group by machine group: equal to the whole-frame table because
+    machines never interact and the grid's end is shared."""
+    if group_size < 1:
+        raise ValueError("group_size must be >= 1")
+    if grid.end is None:
+        raise ValueError("group_size needs end=: the bucket grid every group shares")
+    ids = main.lazy().select(pl.col(_M).cast(pl.String).drop_nulls().unique())
+    if fault_codes is not None:
+        more = fault_codes.lazy().select(pl.col(_M).cast(pl.String).drop_nulls().unique())
+        ids = pl.concat([ids, more]).unique()
+    machines = ids.collect().get_column(_M).sort().to_list()
+    parts: list[pl.DataFrame] = []
+    template: FeatureTable | None = None
+    for i in range(0, max(len(machines), 1), group_size):
+        chunk = machines[i : i + group_size]
+        pick = pl.col(_M).cast(pl.String).is_in(chunk)
+        faults = None if fault_codes is None else fault_codes.lazy().filter(pick)
+        template = _build(main.lazy().filter(pick), faults, clock, grid, site_radius_m)
+        assert isinstance(template.frame, pl.DataFrame)
+        parts.append(template.frame)
+    assert template is not None
+    return replace(template, frame=pl.concat(parts).sort(_M, _B))
+
+
 def _finish(frame: pl.LazyFrame, clock: _Clock, *, faults: bool) -> pl.LazyFrame:
     """Derived, as-of and renamed columns, in dictionary order."""
     end = pl.col(_B).dt.offset_by(clock.step)
+    over = pl.col(_M)
     frame = frame.with_columns(
         end.alias("bucket_end"),
         ((end - pl.col(_B)).dt.total_milliseconds() * HOURS_PER_MS).alias("bucket_hours"),
+        clock.cutoff(end).alias("cutoff_time"),
+        # Identity as of the cut-off: the latest value known by then, carried forward.
+        *[
+            pl.col(c).forward_fill().over(over)
+            for c in IDENTITY
+            if c in frame.collect_schema().names()
+        ],
     )
-    over = pl.col(_M)
     # As-of position: running arg-max of measurement time over buckets, then carry forward.
     best_t = pl.col("_pos_t").cum_max().over(over).forward_fill().over(over)
     newest_seen = pl.col("_seen_t").cum_max().over(over).forward_fill().over(over)
@@ -623,34 +789,5 @@ def _finish(frame: pl.LazyFrame, clock: _Clock, *, faults: bool) -> pl.LazyFrame
             .cast(pl.UInt32)
             .alias("faults_active"),
         )
-    names = [
-        "MachineId",
-        "bucket_start",
-        "bucket_end",
-        "bucket_hours",
-        "operating_hours",
-        "operating_ratio",
-        "idle_hours",
-        "idle_ratio",
-        "engine_hours",
-        "engine_ratio",
-        "fuel_used_l",
-        "idle_fuel_used_l",
-        "fuel_rate_lph",
-        "counter_resets",
-        "counter_gaps",
-        "distance_km",
-        "distance_source",
-        "latitude",
-        "longitude",
-        "position_count",
-        "dispersion_m",
-        "geohash6_cells",
-        "time_on_site",
-    ]
-    if faults:
-        names += ["fault_count", "faults_active", "fault_max_severity", "fault_new_codes"]
-    for prefix, _ in STATS:
-        names += [f"{prefix}_{s}" for s in ("mean", "min", "max", "last")]
-    names += ["record_count", "max_gap_minutes", "staleness_minutes"]
-    return frame.select(names)
+    present = set(frame.collect_schema().names())
+    return frame.select([n for n in FEATURE_NAMES if n in present])
