@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,13 @@ pytest.importorskip("pyspark", reason="the spark extra is not installed")
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
+def spark_event_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Spark's event log (what its UI and history server show), to search for secrets."""
+    return tmp_path_factory.mktemp("spark-events")
+
+
+@pytest.fixture(scope="session")
+def spark(spark_event_log: Path) -> Iterator[Any]:
     from pyspark.sql import SparkSession
 
     # The JVM starts its Python workers (tasks, and the data source's planning) with this.
@@ -30,6 +37,8 @@ def spark() -> Iterator[Any]:
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.eventLog.enabled", "true")
+        .config("spark.eventLog.dir", str(spark_event_log))
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )

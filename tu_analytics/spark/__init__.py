@@ -49,9 +49,13 @@ def window(
     frame: str = "main",
     max_records_per_task: int | None = None,
     lateness: str | None = None,
+    stall_timeout: float = 30.0,
 ) -> DataFrame:
     """The records of ``conn``'s topic with a Kafka timestamp in ``[start, end)``, as a Spark
-    DataFrame with the columns and types of the Polars window's ``frame``."""
+    DataFrame with the columns and types of the Polars window's ``frame``.
+
+    A task that gets no data for ``stall_timeout`` seconds fails, and Spark retries its
+    range (``spark.task.maxFailures``); a range is never returned in part."""
     from ._plan import (
         DEFAULT_MAX_RECORDS_PER_TASK,
         as_options,
@@ -71,5 +75,6 @@ def window(
                    lateness=lateness)
     return (spark.read.format("trackunit")
             .schema(spark_schema(schema))
-            .options(**as_options(conn.settings), frame=frame, plan=job.to_json())
+            .options(**as_options(conn.settings), frame=frame, plan=job.to_json(),
+                     stall_timeout=str(stall_timeout))
             .load())

@@ -53,7 +53,8 @@ class TrackunitDataSource(DataSource):
         return spark_schema(self._polars_schema())
 
     def reader(self, schema: StructType) -> DataSourceReader:
-        return _Reader(self._job(), self._polars_schema(), schema)
+        stall = float(self.options.get("stall_timeout") or 30.0)
+        return _Reader(self._job(), self._polars_schema(), schema, stall)
 
     def _job(self) -> Job:
         opts = dict(self.options)
@@ -69,8 +70,10 @@ class TrackunitDataSource(DataSource):
 
 
 class _Reader(DataSourceReader):
-    def __init__(self, job: Job, schema: pl.Schema, spark_schema: StructType) -> None:
+    def __init__(self, job: Job, schema: pl.Schema, spark_schema: StructType,
+                 stall_timeout: float) -> None:
         self._job, self._schema, self._spark_schema = job, schema, spark_schema
+        self._stall = stall_timeout
 
     def partitions(self) -> list[InputPartition]:
         return [InputPartition(r) for r in self._job.ranges] or [
@@ -83,5 +86,5 @@ class _Reader(DataSourceReader):
         with warnings.catch_warnings():
             # A bad record's DecodeWarning belongs to the errors frame, not the task's log.
             warnings.simplefilter("ignore")
-            frame = read_range(self._job, rng)
+            frame = read_range(self._job, rng, stall_timeout=self._stall)
         yield from to_batches(conform(frame, self._schema), self._spark_schema)
