@@ -1,0 +1,80 @@
+"""tu-analytics on Apache Spark (the optional ``spark`` extra; nothing else imports pyspark).
+
+``register(spark)`` adds the ``trackunit`` data source::
+
+    tu_analytics.spark.register(spark)
+    df = (spark.read.format("trackunit")
+          .options(bootstrap_servers=..., sasl_username=..., sasl_password=..., topic=...,
+                   schema_registry_url=..., schema_registry_username=...,
+                   schema_registry_password=..., last="2h")
+          .load())
+
+``window(spark, conn, ...)`` does the same from a :class:`~tu_analytics.Connection` and pins
+the plan: every action on the returned DataFrame reads the same (partition, offset) set, even
+with ``last=`` near now. The driver plans with ``offsets_for_times`` (start, and end plus the
+lateness allowance), splits each partition into ranges of at most ``max_records_per_task``
+offsets, and each task reads and decodes its range with the project's own decoder, failing
+(so Spark retries it) unless the consumer's position reached the range's end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from .._connection import Connection
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["register", "window"]
+
+
+def register(spark: SparkSession) -> None:
+    """Make ``spark.read.format("trackunit")`` available in this session."""
+    from ._source import TrackunitDataSource
+
+    spark.dataSource.register(TrackunitDataSource)
+
+
+def window(
+    spark: SparkSession,
+    conn: Connection,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    *,
+    last: str | timedelta | None = None,
+    machines: str | Iterable[str] | None = None,
+    frame: str = "main",
+    max_records_per_task: int | None = None,
+    lateness: str | None = None,
+    stall_timeout: float = 30.0,
+) -> DataFrame:
+    """The records of ``conn``'s topic with a Kafka timestamp in ``[start, end)``, as a Spark
+    DataFrame with the columns and types of the Polars window's ``frame``.
+
+    A task that gets no data for ``stall_timeout`` seconds fails, and Spark retries its
+    range (``spark.task.maxFailures``); a range is never returned in part."""
+    from ._plan import (
+        DEFAULT_MAX_RECORDS_PER_TASK,
+        as_options,
+        frame_schema,
+        plan_job,
+        window_bounds,
+    )
+    from ._schema import spark_schema
+
+    register(spark)
+    wanted = [machines] if isinstance(machines, str) else machines
+    span = last if last is None or isinstance(last, str) else f"{last.total_seconds()}s"
+    start_ms, end_ms = window_bounds(start, end, span)
+    schema = frame_schema(conn.settings, frame)  # validates frame before planning
+    job = plan_job(conn.settings, start_ms=start_ms, end_ms=end_ms, machines=wanted,
+                   frame=frame, per_task=max_records_per_task or DEFAULT_MAX_RECORDS_PER_TASK,
+                   lateness=lateness)
+    return (spark.read.format("trackunit")
+            .schema(spark_schema(schema))
+            .options(**as_options(conn.settings), frame=frame, plan=job.to_json(),
+                     stall_timeout=str(stall_timeout))
+            .load())
