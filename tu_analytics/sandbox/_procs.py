@@ -116,7 +116,11 @@ def alive(pid: int, root: Path) -> bool:
     """True if ``pid`` runs and belongs to the sandbox in ``root``."""
     if pid <= 0:
         return False
-    _reap(pid)
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        # Our own child: its Popen knows (and reaps it), with no window where a process
+        # between fork and exec shows another command line.
+        return child.poll() is None
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -124,12 +128,6 @@ def alive(pid: int, root: Path) -> bool:
         return role(proc.cmdline(), root) is not None
     except (psutil.Error, OSError):
         return False
-
-
-def _reap(pid: int) -> None:
-    child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
-        del _CHILDREN[pid]
 
 
 def stop(pid: int, root: Path, timeout: float = 30.0) -> None:
@@ -187,7 +185,11 @@ def wait_for(
         if check():
             return
         if not alive(pid, root):
-            raise SandboxError(f"{what} exited during start-up; last lines of {log}:\n{tail(log)}")
+            child = _CHILDREN.get(pid)
+            code = "" if child is None else f" (exit status {child.poll()})"
+            raise SandboxError(
+                f"{what} exited during start-up{code}; last lines of {log}:\n{tail(log)}"
+            )
         time.sleep(0.2)
     raise SandboxError(
         f"{what} was not ready after {timeout:.0f} s; last lines of {log}:\n{tail(log)}"
