@@ -41,8 +41,11 @@ def read_all(env: dict[str, str], topic: str, before_ms: int | None = None):
                     ts = m.timestamp()[1]
                     if before_ms is None or ts < before_ms:
                         out.append((p, m.offset(), ts, m.key(), m.value()))
-                    if m.offset() + 1 >= ends[p]:
-                        todo.discard(p)
+            # Done by position, not by the last offset seen: a range may end in a
+            # transaction marker or an aborted record, which are never delivered.
+            for tp in c.position([TopicPartition(topic, p) for p in todo]):
+                if tp.offset >= ends[tp.partition]:
+                    todo.discard(tp.partition)
         return out
     finally:
         c.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from kafka_helpers import isolated_sandbox_env
+from sandbox_checks import assert_exactly_once, counts
 
 TU = [sys.executable, "-m", "tu_analytics.cli"]
 
@@ -148,3 +149,80 @@ def test_env_before_up_says_how_to_start(tmp_path: Path, fmt: str) -> None:
     )
     assert out.returncode == 2
     assert "tu-analytics sandbox up" in out.stderr
+
+
+def _start_up(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*TU, "sandbox", "up", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+ONE_EACH = dict.fromkeys(("supervisor", "broker", "registry", "forwarder", "streamer"), 1)
+
+
+def test_two_concurrent_ups_start_one_sandbox_that_writes_each_record_once(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "sbx"
+    env = _env(root)
+    try:
+        first = _start_up(env, "--backfill-days", "0.05")
+        second = _start_up(env, "--backfill-days", "0.05")
+        outs = [p.communicate(timeout=300) for p in (first, second)]
+        assert [first.returncode, second.returncode] == [0, 0], outs
+        errs = " ".join(err for _, err in outs)
+        # Exactly one of them started it; the other waited for its result.
+        assert errs.count("starting Kafka broker") == 1
+        assert "started by the other `up`" in errs or "already up" in errs
+        assert counts(root) == ONE_EACH
+        # A minute of live traffic later: still one set, and no record written twice.
+        time.sleep(60)
+        assert counts(root) == ONE_EACH
+        assert assert_exactly_once(root) > 0
+    finally:
+        _down(env)
+    assert counts(root) == {}
+    assert _procs_naming(root) == []
+
+
+def test_status_and_down_survive_a_corrupt_state_file(tmp_path: Path) -> None:
+    root = tmp_path / "sbx"
+    env = _env(root)
+    try:
+        assert _up(env, "--backfill-days", "0.01").returncode == 0
+        assert counts(root) == ONE_EACH
+        state = root / "state.json"
+        state.write_text(state.read_text()[:100])  # truncated mid-write
+        status = subprocess.run(
+            [*TU, "sandbox", "status"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert status.returncode == 3
+        assert "state.json is unreadable" in status.stdout
+        assert "Traceback" not in status.stdout + status.stderr
+        down = _down(env)
+        assert down.returncode == 0, down.stderr
+        assert "Traceback" not in down.stderr
+        assert "stopped: supervisor, broker, registry, forwarder, streamer" in down.stderr
+    finally:
+        _down(env)
+    assert counts(root) == {}
+    assert _procs_naming(root) == []
+
+
+def test_a_sandbox_next_door_is_not_mistaken_for_this_one(tmp_path: Path) -> None:
+    # Ownership by exact path: `…/sbx` must not claim the processes of `…/sbx2`.
+    env2 = _env(tmp_path / "sbx2")
+    try:
+        assert _up(env2, "--backfill-days", "0.01").returncode == 0
+        env1 = _env(tmp_path / "sbx")
+        assert counts(tmp_path / "sbx") == {}
+        out = _down(env1)
+        assert out.returncode == 0
+        assert counts(tmp_path / "sbx2") == ONE_EACH
+    finally:
+        _down(env2)
+    assert counts(tmp_path / "sbx2") == {}

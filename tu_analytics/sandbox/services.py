@@ -1,13 +1,25 @@
 """The two JVM services: an Apache Kafka broker (KRaft) and Apicurio Registry.
 
-Kafka: one combined broker+controller node; the client listener is SASL_PLAINTEXT/PLAIN on
-127.0.0.1, the controller listener PLAINTEXT on 127.0.0.1. ``StandardAuthorizer`` with no
-allow-everyone fallback: only the operator (and ``User:ANONYMOUS``, the principal the broker
-uses on the controller listener to register itself) are super users; customers get ACLs.
+Kafka: one combined broker+controller node on 127.0.0.1 with three listeners, every one
+authenticated with SASL/PLAIN: the client listener (SASL_PLAINTEXT), a TLS one (SASL_SSL,
+certificate from the sandbox's own CA, see ``_tls``) and the controller listener
+(SASL_PLAINTEXT, ``sasl.mechanism.controller.protocol=PLAIN``). The controller listener
+knows only the operator, who is the one super user: the broker registers with its controller
+as ``User:operator``, so no ``User:ANONYMOUS`` is needed, and an unauthenticated client on the
+controller port is refused. ``StandardAuthorizer`` with no allow-everyone fallback; customers
+get ACLs.
 
 Registry: Apicurio Registry's Confluent-compatible API (ccompat v7) with HTTP basic auth
 from embedded users, role-based authorisation (customers read-only), BACKWARD compatibility
 as a global rule, and an H2 database on disk so schema ids survive a restart.
+
+Why a customer's registry user can read every customer's subjects: Apicurio 3.3 authorises
+by role (``sr-readonly`` may read every artifact) and by owner, and owner-only authorisation
+(``apicurio.auth.owner-only-authorization``) limits *writes* to an artifact's creator; it has
+no read permission per artifact or per group, and the ccompat API maps every subject into
+the one default group. Per-customer reads would take a filtering proxy in front of the
+registry. Schemas are not customer data (every customer gets the same published schemas), so
+the sandbox accepts this; Kafka ACLs keep every customer's records apart.
 """
 
 from __future__ import annotations
@@ -22,7 +34,8 @@ from pathlib import Path
 from ..errors import SandboxError
 from . import _procs
 from ._jars import apicurio_home, find_java, find_registry_java, kafka_libs
-from ._state import HOST, OPERATOR, State
+from ._state import HOST, OPERATOR, State, make_private_dir, write_private
+from ._tls import broker_pem_path, ensure_certificates
 
 LOG4J2 = """\
 status = warn
@@ -40,33 +53,52 @@ logger.apache.level = WARN
 """
 
 
-def _server_properties(state: State, data: Path) -> str:
-    p = state.ports
-    users = " ".join(
-        [f'user_{OPERATOR}="{state.operator.kafka_password}"']
-        + [f'user_{name}="{c.kafka_password}"' for name, c in state.customers.items()]
-    )
-    jaas = (
+def _jaas(state: State, customers: bool) -> str:
+    users = [f'user_{OPERATOR}="{state.operator.kafka_password}"']
+    if customers:
+        users += [f'user_{name}="{c.kafka_password}"' for name, c in state.customers.items()]
+    return (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
-        f'username="{OPERATOR}" password="{state.operator.kafka_password}" {users};'
+        f'username="{OPERATOR}" password="{state.operator.kafka_password}" {" ".join(users)};'
     )
+
+
+def _listener_properties(state: State, root: Path) -> list[str]:
+    p = state.ports
+    tls = f"{HOST}:{p['kafka_tls']}"
+    return [
+        f"listeners=SASL_PLAINTEXT://{HOST}:{p['kafka']},TLS://{tls},"
+        f"CONTROLLER://{HOST}:{p['controller']}",
+        f"advertised.listeners=SASL_PLAINTEXT://{HOST}:{p['kafka']},TLS://{tls}",
+        "listener.security.protocol.map="
+        "SASL_PLAINTEXT:SASL_PLAINTEXT,TLS:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms=PLAIN",
+        "sasl.mechanism.inter.broker.protocol=PLAIN",
+        # The controller listener authenticates too; only the operator is known there.
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        f"listener.name.controller.plain.sasl.jaas.config={_jaas(state, customers=False)}",
+        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={_jaas(state, customers=True)}",
+        f"listener.name.tls.plain.sasl.jaas.config={_jaas(state, customers=True)}",
+        "listener.name.tls.ssl.keystore.type=PEM",
+        f"listener.name.tls.ssl.keystore.location={broker_pem_path(root)}",
+        "listener.name.tls.ssl.client.auth=none",
+    ]
+
+
+def _server_properties(state: State, root: Path, data: Path) -> str:
     # Comments stay on their own lines: in .properties an inline '#' becomes part of the value.
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
-            f"controller.quorum.voters=1@{HOST}:{p['controller']}",
-            f"listeners=SASL_PLAINTEXT://{HOST}:{p['kafka']},CONTROLLER://{HOST}:{p['controller']}",
-            f"advertised.listeners=SASL_PLAINTEXT://{HOST}:{p['kafka']}",
-            "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=SASL_PLAINTEXT",
-            "sasl.enabled.mechanisms=PLAIN",
-            "sasl.mechanism.inter.broker.protocol=PLAIN",
-            f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
+            f"controller.quorum.voters=1@{HOST}:{state.ports['controller']}",
+            *_listener_properties(state, root),
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "# ANONYMOUS is the broker itself on the PLAINTEXT controller listener (registration).",
-            f"super.users=User:{OPERATOR};User:ANONYMOUS",
+            "# The operator is the broker's own principal on the controller listener too.",
+            f"super.users=User:{OPERATOR}",
             "allow.everyone.if.no.acl.found=false",
             f"log.dirs={data}",
             "num.partitions=3",
@@ -84,63 +116,67 @@ def _server_properties(state: State, data: Path) -> str:
     )
 
 
-def marker(root: Path) -> str:
-    return str(root)
+def _format_storage(java: str, classpath: str, props: Path) -> None:
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    fmt = subprocess.run(
+        # '=': a random id may start with '-'
+        [
+            java,
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(props),
+            "-g",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        umask=0o077,
+    )
+    if fmt.returncode != 0:
+        raise SandboxError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
 
 
 def start_broker(root: Path, cache: Path, state: State) -> int:
     java = find_java(17)
     kdir = root / "kafka"
     data = kdir / "data"
-    kdir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(kdir)
+    ensure_certificates(root)
     props = kdir / "server.properties"
-    props.write_text(_server_properties(state, data))
-    props.chmod(0o600)
+    write_private(props, _server_properties(state, root, data))
     log = kdir / "broker.log"
-    (kdir / "log4j2.properties").write_text(LOG4J2.format(log=log))
+    write_private(kdir / "log4j2.properties", LOG4J2.format(log=log))
     classpath = f"{kafka_libs(cache)}/*"
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = subprocess.run(
-            [
-                java,
-                "-cp",
-                classpath,
-                "kafka.tools.StorageTool",
-                "format",
-                f"--cluster-id={cluster_id}",  # '=': a random id may start with '-'
-
-                "-c",
-                str(props),
-                "-g",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if fmt.returncode != 0:
-            raise SandboxError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+        _format_storage(java, classpath, props)
     argv = [
         java,
         "-Xms128m",
         f"-Xmx{os.environ.get('TU_SANDBOX_KAFKA_HEAP', '768m')}",
         "-XX:+UseG1GC",
         "-XX:TieredStopAtLevel=1",
+        "-Xshare:auto",
         f"-Dlog4j2.configurationFile={kdir / 'log4j2.properties'}",
-        f"-Dtu.sandbox={marker(root)}",
+        _procs.jvm_marker(root),
         "-cp",
         classpath,
         "kafka.Kafka",
         str(props),
     ]
     pid = _procs.spawn(argv, kdir / "broker.stdout")
+    ports = [state.ports[k] for k in ("kafka", "kafka_tls", "controller")]
+    # Readiness: this very process listens on every port (not some other sandbox's broker).
     _procs.wait_for(
         "the Kafka broker",
-        lambda: _procs.port_open(state.ports["kafka"]),
+        lambda: all(_procs.listens(pid, port) for port in ports),
         90,
         pid,
-        marker(root),
+        root,
         log,
     )
     return pid
@@ -149,7 +185,7 @@ def start_broker(root: Path, cache: Path, state: State) -> int:
 def start_registry(root: Path, cache: Path, state: State) -> int:
     java = find_registry_java(21)
     rdir = root / "registry"
-    rdir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(rdir)
     p = state.ports
     props = [
         f"quarkus.http.host={HOST}",
@@ -177,23 +213,25 @@ def start_registry(root: Path, cache: Path, state: State) -> int:
         props.append(f"quarkus.security.users.embedded.roles.{c.registry_username}=sr-readonly")
     # Passwords go through a file, not the command line, where `ps` would show them.
     # Quarkus reads ./config/application.properties from its working directory.
-    conf = rdir / "config"
-    conf.mkdir(exist_ok=True)
-    (conf / "application.properties").write_text("\n".join(props) + "\n")
-    (conf / "application.properties").chmod(0o600)
+    write_private(rdir / "config" / "application.properties", "\n".join(props) + "\n")
     argv = [
         java,
         "-Xms64m",
         f"-Xmx{os.environ.get('TU_SANDBOX_REGISTRY_HEAP', '512m')}",
         "-XX:TieredStopAtLevel=1",
-        f"-Dtu.sandbox={marker(root)}",
+        _procs.jvm_marker(root),
         "-jar",
         str(apicurio_home(cache) / "quarkus-run.jar"),
     ]
     log = rdir / "registry.stdout"
     pid = _procs.spawn(argv, log, cwd=rdir)
     url = f"http://{HOST}:{p['registry_management']}/health/ready"
-    _procs.wait_for("the Schema Registry", lambda: _http_ok(url), 180, pid, marker(root), log)
+
+    def ready() -> bool:
+        held = all(_procs.listens(pid, p[k]) for k in ("registry", "registry_management"))
+        return held and _http_ok(url)
+
+    _procs.wait_for("the Schema Registry", ready, 180, pid, root, log)
     return pid
 
 

@@ -1,0 +1,169 @@
+"""``tu-analytics sandbox …``: the sandbox's subcommands (``add_parser`` hooks them in)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from typing import Any
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
+
+
+def _up(args: argparse.Namespace) -> int:
+    from . import manager
+
+    ports = {k: v for k, v in (("kafka", args.kafka_port), ("registry", args.registry_port)) if v}
+    if args.kafka_tls_port:
+        ports["kafka_tls"] = args.kafka_tls_port
+    res = manager.up(
+        ports=ports or None,
+        backfill_days=args.backfill_days,
+        seed=args.seed,
+        late_share=args.late_share,
+        say=_say,
+    )
+    st = res.state
+    _say(f"broker   {st.bootstrap} (SASL_PLAINTEXT/PLAIN), {st.tls_bootstrap} (SASL_SSL/PLAIN)")
+    _say(f"registry {st.registry_url}")
+    _say(f"customers: {', '.join(st.customers)}")
+    _say('next: eval "$(tu-analytics sandbox env)"   # then tu_analytics.connect() in Python')
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from . import _jars
+    from ._state import cache_dir
+
+    cache = cache_dir()
+    got = _jars.ensure_jars(cache, _say)
+    _say(f"jars {'resolved into' if got else 'already cached in'} {cache}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from . import manager
+
+    manager.down(say=_say)
+    return 0
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    print(f"running:  {st['running']}  ({st['directory']})")
+    if st.get("error"):
+        print(f"state:    {st['error']}")
+    for name, ok in st.get("processes", {}).items():
+        print(f"  {name:<10} {'up' if ok else 'down'}")
+    fw = st.get("forwarder")
+    if fw:
+        lag = "unknown" if fw["lag"] is None else f"{fw['lag']:,} records"
+        health = "healthy" if fw["healthy"] else f"NOT healthy ({fw['state']})"
+        print(f"forwarder: {health}, lag {lag}")
+        if fw.get("last_error") and not fw["healthy"]:
+            print(f"  last error: {fw['last_error']}")
+    sup = st.get("supervisor")
+    if sup and sup.get("restarts"):
+        print("restarts: " + ", ".join(f"{k} {v}" for k, v in sup["restarts"].items()))
+    if st["broker"]:
+        print(f"broker:   {st['broker']}  (TLS {st['broker_tls']}, CA {st['ca']})")
+        print(f"registry: {st['registry']}")
+    for c in st["customers"]:
+        print(
+            f"customer {c['name']}: {c['machines']} machines, topics "
+            f"{c['topics']['insights']}, {c['topics']['raw']}"
+        )
+
+
+def _status(args: argparse.Namespace) -> int:
+    from . import manager
+
+    st = manager.status()
+    if args.json:
+        print(json.dumps(st, indent=1))
+    else:
+        _print_status(st)
+    return 0 if st["running"] else 3
+
+
+def _env(args: argparse.Namespace) -> int:
+    from . import manager
+
+    values = manager.env_vars(
+        customer=args.customer, fmt=args.format, admin=args.admin, tls=args.tls
+    )
+    for k, v in values.items():
+        print(f"export {k}={shlex.quote(v)}")
+    return 0
+
+
+def _add_up(sbs: Any) -> None:
+    upp = sbs.add_parser(
+        "up",
+        help="start (or reuse) the sandbox; returns when data can be read",
+        description="Start the sandbox in TU_SANDBOX_DIR (Kafka, Schema Registry, forwarder, "
+        "streamer, under one supervisor), or return at once if it is already up. Ports "
+        "default to the TU_SANDBOX_*_PORT variables, then to 19092/19094/19093/18081/18082.",
+    )
+    upp.add_argument(
+        "--kafka-port", type=int, metavar="PORT", help="SASL_PLAINTEXT client port (first up)"
+    )
+    upp.add_argument(
+        "--kafka-tls-port", type=int, metavar="PORT", help="SASL_SSL client port (first up)"
+    )
+    upp.add_argument(
+        "--registry-port", type=int, metavar="PORT", help="Schema Registry HTTP port (first up)"
+    )
+    upp.add_argument(
+        "--backfill-days",
+        type=float,
+        default=3.0,
+        metavar="DAYS",
+        help="history to simulate before now on the first up (default: 3)",
+    )
+    upp.add_argument(
+        "--seed", type=int, default=7, help="fleet and simulation seed, first up (default: 7)"
+    )
+    upp.add_argument(
+        "--late-share",
+        type=_share,
+        metavar="FLOAT",
+        help="share (0-1) of records the streamer writes with an out-of-order Kafka timestamp "
+        "(default: the streamer's own); kept for later ups",
+    )
+    upp.set_defaults(func=_up)
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``sandbox`` and its subcommands to the ``tu-analytics`` parser's subparsers."""
+    sb = subparsers.add_parser("sandbox", help="the local Streaming API sandbox")
+    sbs = sb.add_subparsers(dest="action", required=True)
+    _add_up(sbs)
+    sbs.add_parser("down", help="stop every sandbox process").set_defaults(func=_down)
+    sbs.add_parser(
+        "fetch", help="only resolve and cache the broker/registry jars (needs mvn)"
+    ).set_defaults(func=_fetch)
+    stp = sbs.add_parser("status", help="is it running (processes, forwarder lag and health)")
+    stp.add_argument("--json", action="store_true", help="machine-readable output")
+    stp.set_defaults(func=_status)
+    envp = sbs.add_parser("env", help="print TU_* export lines for a customer")
+    envp.add_argument("--customer", help="whose credentials (default: the first customer)")
+    envp.add_argument(
+        "--format", choices=["insights", "raw"], default="insights", help="which topic"
+    )
+    envp.add_argument("--admin", action="store_true", help="the operator's credentials")
+    envp.add_argument(
+        "--tls",
+        action="store_true",
+        help="the SASL_SSL listener: its port, SASL_SSL and TU_SSL_CA_LOCATION",
+    )
+    envp.set_defaults(func=_env)
