@@ -12,15 +12,15 @@ one per long frame, ``errors`` and ``gaps``. See ``_layout`` for the exactly-onc
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .backfill import backfill
-    from .history import history
+    from ._backfill import backfill
+    from ._history import history
     from .reader import archive_status, scan_archive
     from .upkeep import compact
     from .writer import Archiver, RunResult, archive
 
 # Loaded on first use, so registering the CLI (``archive.cli``) imports no Polars/deltalake.
 _LAZY = {
-    "backfill": ".backfill", "history": ".history", "archive_status": ".reader",
+    "backfill": "._backfill", "history": "._history", "archive_status": ".reader",
     "scan_archive": ".reader", "compact": ".upkeep", "Archiver": ".writer",
     "RunResult": ".writer", "archive": ".writer",
 }

@@ -268,11 +268,14 @@ def _polars_schema(dt: Any) -> dict[str, pl.DataType]:
 
 
 def with_added(df: pl.DataFrame, source: str) -> pl.DataFrame:
-    """``df`` with the archive's own columns: ``kafka_date`` (partitioning) and ``source``."""
-    return df.with_columns(
-        pl.col("kafka_timestamp").dt.date().alias(L.DATE_COL),
-        pl.lit(source, dtype=pl.String).alias(L.SOURCE_COL),
-    )
+    """``df`` with the archive's own columns: ``kafka_date`` (partitioning) and ``source``
+    (``kafka`` or ``backfill``). A long frame with a field of that name (Delta names are
+    case-insensitive: ``advanced_sensors.Source``) goes without; its null ``partition``
+    tells backfilled rows there."""
+    date = pl.col("kafka_timestamp").dt.date().alias(L.DATE_COL)
+    if L.SOURCE_COL in {c.lower() for c in df.columns}:
+        return df.with_columns(date)
+    return df.with_columns(date, pl.lit(source, dtype=pl.String).alias(L.SOURCE_COL))
 
 
 # -- helpers ---------------------------------------------------------------------------------------

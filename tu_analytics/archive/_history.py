@@ -91,7 +91,7 @@ def _archived(store: Store, name: str, begin: datetime, stop: datetime, bound: p
         & (pl.col("kafka_timestamp") >= begin) & (pl.col("kafka_timestamp") < stop) & bound)
     if name != L.MAIN:
         lf = lf.filter(L.visible(wm, name))
-    return lf.drop(*L.ADDED).collect()
+    return lf.drop(*L.ADDED, strict=False).collect()
 
 
 def _ids(df: pl.DataFrame) -> list[int]:
