@@ -325,9 +325,20 @@ def _refuse_foreign_directory(uri: str) -> None:
     if "://" in uri and not uri.startswith("file://"):
         return
     root = Path(uri.removeprefix("file://"))
+    try:
+        _check_local(root, uri)
+    except PermissionError as exc:
+        raise _io_error(exc, uri, "open") from exc
+
+
+def _check_local(root: Path, uri: str) -> None:
     if root.is_file():
         raise ArchiveError(f"{uri} is a file, not an archive directory", uri=uri)
-    if root.is_dir() and not (root / L.MAIN).exists() and any(root.iterdir()):
+    main = root / L.MAIN
+    if main.exists() and not (main / "_delta_log").is_dir():
+        raise ArchiveError(f"{uri} is not a tu-analytics archive: {main} exists but is not a "
+                           "Delta table; pass an empty or new path", uri=uri)
+    if root.is_dir() and not main.exists() and any(root.iterdir()):
         raise ArchiveError(f"{uri} is a non-empty directory that is not a tu-analytics "
                            "archive (no main/ table); pass an empty or new path", uri=uri)
 
@@ -336,7 +347,7 @@ def _io_error(exc: BaseException, uri: str, what: str) -> ArchiveError:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     hint = ""
     low = str(exc).lower()
-    if "permission denied" in low:
+    if "permission denied" in low or isinstance(exc, PermissionError):
         hint = " (no write permission)"
     elif "no space left" in low or "quota" in low:
         hint = " (the disk is full)"
