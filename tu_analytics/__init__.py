@@ -35,6 +35,7 @@ from .errors import (
 if TYPE_CHECKING:
     from ._connection import Connection, connect
     from ._settings import Secret, Settings
+    from .archive import archive_status, scan_archive
     from .window import Window, WindowSpec, load_snapshot
 
 # Loaded on first use, so `tu-analytics sandbox ...` and `import tu_analytics.errors` stay
@@ -47,6 +48,8 @@ _LAZY = {
     "Window": ".window",
     "WindowSpec": ".window",
     "load_snapshot": ".window",
+    "scan_archive": ".archive",
+    "archive_status": ".archive",
 }
 
 
@@ -86,6 +89,8 @@ __all__ = [
     "WindowSpec",
     "WindowTooLargeError",
     "__version__",
+    "archive_status",
     "connect",
     "load_snapshot",
+    "scan_archive",
 ]

@@ -167,6 +167,24 @@ class Connection:
                 RetentionWarning, stacklevel=3,
             )
 
+    # -- archive ---------------------------------------------------------------------------
+
+    def archive(self, uri: str, *, once: bool = True, every: float = 60.0,
+                max_records: int | None = 200_000, **kwargs: Any) -> Any:
+        """Archive the topic into Delta tables under ``uri``, exactly once (see
+        :mod:`tu_analytics.archive`); returns what the run did."""
+        from .archive import archive
+
+        return archive(self, uri, once=once, every=every, max_records=max_records, **kwargs)
+
+    def history(self, start: datetime | str | None = None, end: datetime | str | None = None,
+                *, archive: str, **kwargs: Any) -> Window:
+        """Records received in ``[start, end)`` from the archive at ``archive`` and the topic:
+        archived rows below each partition's watermark, the topic from there on."""
+        from .archive import history
+
+        return history(self, start, end, archive=archive, **kwargs)
+
     # -- live ------------------------------------------------------------------------------
 
     def tail(self, start: datetime | str | None = None, *, history: int = 50_000,

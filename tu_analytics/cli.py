@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", type=Path, default=Path("tu-analytics-report.html"))
     d.add_argument("--last", default="1h")
     d.set_defaults(func=_demo)
+
+    from .archive.cli import add_parser as add_archive_parser
+
+    add_archive_parser(sub)
     return p
 
 

@@ -12,6 +12,9 @@
     ├── WindowError                          a window could not be completed
     │   └── WindowTooLargeError              a max-records / max-bytes guard tripped
     ├── SnapshotError                        a snapshot could not be written or read
+    ├── ArchiveError                         a Delta archive could not be opened/read/written
+    │   ├── ArchiveConflictError             another archiver committed first
+    │   └── ArchiveSchemaError               a column's type changed incompatibly
     └── SandboxError (RuntimeError)          the local sandbox could not start/stop
 
 Messages never contain secrets: callers pass masked settings into them, and driver errors
@@ -156,3 +159,24 @@ class SnapshotIntegrityError(SnapshotError):
 
 
 __all__ += ["NaiveTimeWarning", "SnapshotIntegrityError", "UnknownMachineWarning"]
+
+
+class ArchiveError(TuAnalyticsError):
+    """A Delta Lake archive could not be opened, read or written (nothing half-written is
+    visible to tu-analytics' readers). ``uri`` is the archive's URI."""
+
+    def __init__(self, message: str, *, uri: str = "") -> None:
+        super().__init__(message)
+        self.uri = uri
+
+
+class ArchiveConflictError(ArchiveError):
+    """Another archiver committed to the same archive first; this one stopped without
+    writing anything visible."""
+
+
+class ArchiveSchemaError(ArchiveError):
+    """A column's type changed incompatibly between the archive and a new writer schema."""
+
+
+__all__ += ["ArchiveConflictError", "ArchiveError", "ArchiveSchemaError"]

@@ -1,0 +1,304 @@
+"""The Delta Lake archive against the real sandbox: history() == window(), schema
+evolution over three writer versions, retention gaps, two archivers, bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import fastavro
+import polars as pl
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from deltalake import DeltaTable
+from kafka_helpers import _kafka_conf, read_all, sr_auth
+from polars.testing import assert_frame_equal
+
+import tu_analytics as tu
+from tu_analytics.archive import Archiver
+from tu_analytics.errors import ArchiveError, ArchiveSchemaError
+
+CLI = [sys.executable, "-m", "tu_analytics.cli", "archive"]
+
+
+def _partial(conn: tu.Connection, uri: str, max_records: int) -> None:
+    """Archive one batch of ``max_records`` and stop: watermarks part-way into the topic."""
+    arch = Archiver(conn, uri, max_records=max_records)
+    arch.say = lambda m: arch.stop() if m.startswith("archived") else None
+    arch.run(once=True)
+
+
+def _pairs(df: pl.DataFrame) -> list[tuple[int, int]]:
+    return list(zip(df["partition"].to_list(), df["offset"].to_list(), strict=True))
+
+
+def _copy_topic(sandbox, records: list, partitions: int = 1) -> str:
+    """A new topic (operator credentials) holding ``records`` (p, o, ts, key, value)."""
+    env = sandbox.env(admin=True)
+    topic = f"archive-{time.monotonic_ns()}"
+    admin = AdminClient(_kafka_conf(env))
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[
+        topic].result()
+    _produce(env, topic, [(i % partitions, ts, k, v) for i, (_, _, ts, k, v) in
+                          enumerate(records)])
+    return topic
+
+
+def _produce(env: dict[str, str], topic: str, rows: list) -> None:
+    producer = Producer(_kafka_conf(env, **{"linger.ms": 20}))
+    for p, ts, key, value in rows:
+        producer.produce(topic, value, key, partition=p, timestamp=ts)
+    assert producer.flush(30) == 0
+
+
+@pytest.fixture(scope="module")
+def settled(sandbox):
+    env = sandbox.env()
+    cut = int(time.time() * 1000) - 5000
+    time.sleep(6)  # let the forwarder pass the cut
+    return cut, read_all(env, env["TU_TOPIC"], before_ms=cut)
+
+
+def test_history_equals_window_on_random_ranges_across_the_watermark(
+        sandbox, settled, tmp_path: Path) -> None:
+    cut, records = settled
+    conn = sandbox.connect()
+    uri = str(tmp_path / "arch")
+    _partial(conn, uri, max_records=len(records) // 2)
+    wm = {p["partition"]: p["watermark"] for p in tu.archive_status(uri, conn)["partitions"]}
+    assert all(w > 0 for w in wm.values())
+    rng = random.Random(20261130)
+    lo = min(r[2] for r in records)
+    # The receipt times at each partition's watermark: ranges around them span both sides.
+    seams = sorted(ts for p, o, ts, _, _ in records if o == wm[p])
+    both = 0
+    for i in range(24):
+        seam = rng.choice(seams)
+        a = max(lo - 600_000, seam - rng.randrange(1, rng.choice([60_000, 3_600_000, 86_400_000])))
+        b = min(cut, seam + rng.randrange(1, rng.choice([60_000, 3_600_000, 86_400_000])))
+        x, y = (datetime.fromtimestamp(t / 1000, UTC) for t in (a, b))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hist = conn.history(x, y, archive=uri)
+            win = conn.window(x, y, progress=False)
+        assert_frame_equal(hist.main, win.main)
+        assert_frame_equal(hist.errors, win.errors)
+        assert hist.long.keys() == win.long.keys()
+        for name in win.long:
+            assert_frame_equal(hist.long[name], win.long[name])
+        keys = _pairs(win.main)
+        both += any(o < wm[p] for p, o in keys) and any(o >= wm[p] for p, o in keys)
+        assert hist.spec.schema_ids == win.spec.schema_ids, i
+    assert both >= 20
+
+
+def _v3(sandbox, topic: str) -> tuple[int, int, str]:
+    """Register v2 + a new insight ``TestGauge`` (v3) and a v4 whose ``TestGauge`` holds a
+    boolean instead of a double; returns their ids and v3's text."""
+    env = sandbox.env(admin=True)
+    client = SchemaRegistryClient({"url": env["TU_SCHEMA_REGISTRY_URL"],
+                                   "basic.auth.user.info": sr_auth(env)})
+    v2 = json.loads(client.get_schema(sandbox.state.schema_ids["insights.2"]).schema_str)
+    v3 = {**v2, "fields": [*v2["fields"], {
+        "name": "TestGauge", "type": ["null", "com.trackunit.streaming.DoubleInsight"],
+        "default": None}]}
+    v4 = {**v2, "fields": [*v2["fields"], {
+        "name": "TestGauge", "type": ["null", "com.trackunit.streaming.BooleanInsight"],
+        "default": None}]}
+    ids = []
+    for s in (v3, v4):
+        # A subject of its own: v4 is incompatible on purpose.
+        ids.append(client.register_schema(f"{topic}-{len(ids)}-value",
+                                          Schema(json.dumps(s), "AVRO")))
+    return ids[0], ids[1], json.dumps(v3)
+
+
+def _reencode(value: bytes, reader: dict, writer: dict, sid: int, extra: dict) -> bytes:
+    rec = fastavro.schemaless_reader(io.BytesIO(value[5:]), writer, None)
+    rec.update(extra)
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, reader, rec)
+    return b"\x00" + sid.to_bytes(4, "big") + out.getvalue()
+
+
+def test_three_schema_versions_in_one_table_equal_the_window(sandbox, settled,
+                                                             tmp_path: Path) -> None:
+    _, records = settled
+    ids = sandbox.state.schema_ids
+    v1 = [r for r in records if int.from_bytes(r[4][1:5], "big") == ids["insights.1"]][:400]
+    v2 = [r for r in records if int.from_bytes(r[4][1:5], "big") == ids["insights.2"]][:400]
+    topic = _copy_topic(sandbox, v1 + v2)
+    id3, id4, text3 = _v3(sandbox, topic)
+    env = sandbox.env(admin=True)
+    client = SchemaRegistryClient({"url": env["TU_SCHEMA_REGISTRY_URL"],
+                                   "basic.auth.user.info": sr_auth(env)})
+    w2 = fastavro.parse_schema(json.loads(client.get_schema(ids["insights.2"]).schema_str))
+    r3 = fastavro.parse_schema(json.loads(text3))
+    now = int(time.time() * 1000)
+    gauge = {"TestGauge": {"value": 42.5, "unit": "bar", "datetime": now}}
+    _produce(env, topic, [(0, now, r[3], _reencode(r[4], r3, w2, id3, gauge)) for r in v2[:300]])
+    conn = sandbox.connect(admin=True, topic=topic)
+    uri = str(tmp_path / "evolve")
+    _partial(conn, uri, max_records=400)  # v1 only: TestGauge does not exist yet
+    conn.archive(uri, once=True)  # v2 and v3 add their columns (schema merge)
+    main = tu.scan_archive(uri).collect()
+    assert sorted(main["schema_id"].unique().to_list()) == sorted([ids["insights.1"],
+                                                                   ids["insights.2"], id3])
+    start, end = datetime.fromtimestamp(0, UTC), datetime.fromtimestamp(now / 1000 + 5, UTC)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        win = conn.window(start, end, progress=False)
+    got = main.drop("kafka_date", "source").select(win.main.columns).sort("partition", "offset")
+    assert_frame_equal(got, win.main)
+    assert got.filter(pl.col("schema_id") == ids["insights.1"])["TestGauge"].null_count() == 400
+    assert got.filter(pl.col("schema_id") == id3)["TestGauge"].to_list() == [42.5] * 300
+    # v4 turns the Float64 column TestGauge into a Boolean: the run stops, nothing written.
+    r4 = fastavro.parse_schema(json.loads(client.get_schema(id4).schema_str))
+    flag = {"TestGauge": {"value": True, "unit": None, "datetime": now}}
+    _produce(env, topic, [(0, now + 1, r[3], _reencode(r[4], r4, w2, id4, flag))
+                          for r in v2[:5]])
+    version = DeltaTable(f"{uri}/main").version()
+    with pytest.raises(ArchiveSchemaError, match="TestGauge: Float64 in the archive, Boolean"):
+        conn.archive(uri, once=True)
+    assert DeltaTable(f"{uri}/main").version() == version
+    assert tu.scan_archive(uri).collect().height == main.height
+
+
+def test_retention_gap_is_recorded_with_exact_offsets(sandbox, settled, tmp_path: Path) -> None:
+    from confluent_kafka import TopicPartition
+
+    _, records = settled
+    topic = _copy_topic(sandbox, records[:1000])
+    conn = sandbox.connect(admin=True, topic=topic)
+    uri = str(tmp_path / "gap")
+    _partial(conn, uri, max_records=300)
+    admin = AdminClient(_kafka_conf(sandbox.env(admin=True)))
+    done = admin.delete_records([TopicPartition(topic, 0, 650)])
+    for fut in done.values():
+        fut.result()
+    res = conn.archive(uri, once=True)
+    assert res.gaps == [(0, 300, 650)]
+    st = tu.archive_status(uri, conn)
+    assert st["gaps"] == [{"partition": 0, "start": 300, "end": 650}]
+    assert st["partitions"] == [{"partition": 0, "watermark": 1000, "low": 650, "high": 1000,
+                                 "lag": 0}]
+    offsets = tu.scan_archive(uri, columns=["offset"]).collect()["offset"].sort().to_list()
+    assert offsets == [*range(300), *range(650, 1000)]  # nothing invented
+
+
+def _run_cli(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_two_archivers_end_with_one_exact_table(sandbox, settled, tmp_path: Path) -> None:
+    env = sandbox.env()
+    uri = str(tmp_path / "two")
+    conn = sandbox.connect()
+    stopped = 0
+    for _ in range(3):  # a race each round; one round nearly always collides
+        procs = [_run_cli(["run", uri, "--once", "--max-records", "500"], env) for _ in range(2)]
+        outs = [(p.wait(timeout=300), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+        for rc, err in outs:
+            assert rc in (0, 2), err
+            if rc == 2:
+                assert "another archiver" in err, err
+                stopped += 1
+        if stopped:
+            break
+    assert stopped >= 1
+    conn.archive(uri, once=True)  # whoever stopped: its work is done by a rerun
+    main = tu.scan_archive(uri).collect()
+    keys = _pairs(main)
+    assert len(keys) == len(set(keys))
+    wm = {p["partition"]: p["watermark"] for p in tu.archive_status(uri, conn)["partitions"]}
+    expected = {(p, o) for p, o, *_ in read_all(env, env["TU_TOPIC"]) if o < wm[p]}
+    assert set(keys) == expected
+    for name in ("fault_codes", "can_messages"):
+        long = tu.scan_archive(uri, table=name).collect()
+        dups = long.group_by("partition", "offset").len().join(
+            main.select("partition", "offset"), on=["partition", "offset"], how="anti")
+        assert dups.height == 0
+
+
+def test_bad_input_is_refused_clearly_with_nothing_half_written(sandbox, tmp_path: Path) -> None:
+    env = sandbox.env()
+    junk = tmp_path / "junk"
+    (junk / "main").mkdir(parents=True)
+    (junk / "main" / "part-0.parquet").write_bytes(b"not parquet")
+    p = _run_cli(["run", str(junk), "--once"], env)
+    assert p.wait(timeout=120) == 2
+    assert "not a tu-analytics archive" in p.stderr.read()  # type: ignore[union-attr]
+    assert sorted(x.name for x in (junk / "main").iterdir()) == ["part-0.parquet"]
+    with pytest.raises(ArchiveError, match="not a tu-analytics archive"):
+        tu.scan_archive(str(junk))
+    # A table of another topic.
+    shared = Path(tempfile.mkdtemp(prefix="tu-archive-"))  # others may read, not write
+    shared.chmod(0o755)
+    uri = str(shared / "insights")
+    _partial(sandbox.connect(), uri, max_records=300)
+    raw = sandbox.connect(fmt="raw")
+    with pytest.raises(ArchiveError, match=r"belongs to topic .*insights"):
+        raw.archive(uri, once=True)
+    with pytest.raises(ArchiveError, match=r"belongs to topic .*insights"):
+        raw.history(datetime.now(UTC) - timedelta(hours=1), archive=uri)
+    # No write permission: the archive of another user, and a directory we may not write.
+    before = DeltaTable(f"{uri}/main").version()
+    conn = sandbox.connect()
+    try:
+        for target in (uri, str(shared / "new")):
+            with _as_nobody(), pytest.raises(ArchiveError, match="no write permission"):
+                conn.archive(target, once=True)
+        assert DeltaTable(f"{uri}/main").version() == before
+        assert not (shared / "new").exists()
+    finally:
+        shutil.rmtree(shared)
+
+
+@contextlib.contextmanager
+def _as_nobody() -> Iterator[None]:
+    """Tests run as root; files are checked against the effective ids. (The venv's Python
+    lives under /root, which nobody may not enter, so no separate process: seteuid.)"""
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_full_disk_stops_with_a_clear_error_and_a_consistent_archive(sandbox, settled,
+                                                                      tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)], check=True)
+    try:
+        conn = sandbox.connect()
+        uri = str(mnt / "arch")
+        with pytest.raises(ArchiveError, match="disk is full"):
+            conn.archive(uri, once=True, max_records=2000)
+        main = tu.scan_archive(uri).collect()  # readable, and exactly once so far
+        keys = _pairs(main)
+        assert len(keys) == len(set(keys))
+        wm = {p["partition"]: p["watermark"]
+              for p in tu.archive_status(uri, kafka=False)["partitions"]}
+        assert all(o < wm[p] for p, o in keys)
+        long = tu.scan_archive(uri, table="fault_codes").collect()
+        assert all(o < wm[p] for p, o in _pairs(long))
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
