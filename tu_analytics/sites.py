@@ -1,0 +1,126 @@
+"""Sites: a stable, human name for where each Machine Insights row's machine is.
+
+Trackunit reports a machine's ``City`` (reverse geocoded by the platform) only in its
+LocationAddress insight, so ``City`` is null in most rows. :func:`assign_sites` adds a ``site``
+column that is set wherever the machine's place is known *as of that row*:
+
+1. the row's own ``City``;
+2. else the machine's latest ``City`` received before this row (receipt order), so a row's site
+   never depends on later data (feature tables read it at each row's cut-off);
+3. else, when the machine has a position by then, the nearest Natural Earth populated place
+   within :data:`PLACE_RADIUS_KM`, or else the position rounded to 0.1° (``"52.5°N 13.4°E"``).
+
+Pure and deterministic: the same rows give the same sites, whatever else the frame holds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from functools import cache
+from importlib import resources
+
+import polars as pl
+
+__all__ = ["PLACE_RADIUS_KM", "assign_sites", "nearest_place", "places", "position_label"]
+
+#: A position farther than this from every shipped populated place is named by its coordinates.
+PLACE_RADIUS_KM = 50.0
+_EARTH_KM = 6371.0
+
+
+@cache
+def base_layer() -> dict[str, object]:
+    """The shipped Natural Earth base layer (land, borders, populated places); read once."""
+    raw = resources.files("tu_analytics.widgets").joinpath("base_layer.json.gz").read_bytes()
+    data: dict[str, object] = json.loads(gzip.decompress(raw))
+    return data
+
+
+def places() -> pl.DataFrame:
+    """Natural Earth populated places shipped with the package: ``name, lon, lat``."""
+    rows = base_layer()["places"]
+    assert isinstance(rows, list)
+    return pl.DataFrame(rows, schema=["name", "lon", "lat"], orient="row")
+
+
+def position_label(lat: float, lon: float) -> str:
+    """A place name for a position far from every known place: the position to 0.1°."""
+    ns, ew = ("N" if lat >= 0 else "S"), ("E" if lon >= 0 else "W")
+    return f"{abs(lat):.1f}°{ns} {abs(lon):.1f}°{ew}"
+
+
+def nearest_place(lat: float, lon: float, *, radius_km: float = PLACE_RADIUS_KM) -> str:
+    """The nearest shipped populated place within ``radius_km``, else :func:`position_label`."""
+    best, name = math.inf, ""
+    for place, plon, plat in _place_rows():
+        d = _haversine_km(lat, lon, plat, plon)
+        if d < best:
+            best, name = d, place
+    return name if best <= radius_km else position_label(lat, lon)
+
+
+@cache
+def _place_rows() -> tuple[tuple[str, float, float], ...]:
+    return tuple((str(n), float(x), float(y)) for n, x, y in places().iter_rows())
+
+
+def _haversine_km(lat0: float, lon0: float, lat1: float, lon1: float) -> float:
+    p0, p1 = math.radians(lat0), math.radians(lat1)
+    dp, dl = p1 - p0, math.radians(lon1 - lon0)
+    h = math.sin(dp / 2) ** 2 + math.cos(p0) * math.cos(p1) * math.sin(dl / 2) ** 2
+    return 2 * _EARTH_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _position_sites(frame: pl.DataFrame) -> pl.Series:
+    """Per row: the place name of the row's own valid position, else null."""
+    if "Latitude" not in frame.columns or "Longitude" not in frame.columns:
+        return pl.Series("__pos_site", [None] * frame.height, dtype=pl.String)
+    lat = pl.col("Latitude").cast(pl.Float64, strict=False)
+    lon = pl.col("Longitude").cast(pl.Float64, strict=False)
+    valid = (
+        lat.is_finite() & lon.is_finite() & lat.is_between(-90, 90) & lon.is_between(-180, 180)
+    ) & ~((lat == 0) & (lon == 0))
+    # Many rows share a fix: name each distinct position once.
+    keyed = frame.select(
+        pl.when(valid).then(lat.round(4)).alias("lat"),
+        pl.when(valid).then(lon.round(4)).alias("lon"),
+    )
+    distinct = keyed.drop_nulls().unique()
+    names = [nearest_place(a, b) for a, b in distinct.iter_rows()]
+    lookup = distinct.with_columns(pl.Series("__pos_site", names, dtype=pl.String))
+    return keyed.join(
+        lookup, on=["lat", "lon"], how="left", nulls_equal=False, maintain_order="left"
+    )["__pos_site"]
+
+
+def assign_sites(main: pl.DataFrame) -> pl.DataFrame:
+    """``main`` with a ``site`` column (String), by the rules in the module docstring.
+
+    Rows keep their order; an existing ``site`` column is replaced. Rows without a
+    ``MachineId`` get a site only from their own ``City`` or position.
+    """
+    frame = main.drop("site") if "site" in main.columns else main
+    if frame.is_empty():
+        return frame.with_columns(pl.lit(None, pl.String).alias("site"))
+    city = (
+        pl.col("City").cast(pl.String).str.strip_chars().replace("", None)
+        if "City" in frame.columns
+        else pl.lit(None, pl.String)
+    )
+    order = [c for c in ("kafka_timestamp",) if c in frame.columns]
+    work = frame.with_row_index("__row").with_columns(
+        city.alias("__city"), _position_sites(frame).alias("__pos_site")
+    )
+    group = "MachineId" if "MachineId" in frame.columns else None
+    ranked = work.sort([*order, "__row"], nulls_last=False)
+    if group is not None:
+        known_city = pl.col("__city").forward_fill().over(group)
+        known_pos = pl.col("__pos_site").forward_fill().over(group)
+    else:
+        known_city, known_pos = pl.col("__city"), pl.col("__pos_site")
+    ranked = ranked.with_columns(pl.coalesce(pl.col("__city"), known_city, known_pos).alias("site"))
+    return (
+        ranked.sort("__row").drop("__row", "__city", "__pos_site").select([*frame.columns, "site"])
+    )
