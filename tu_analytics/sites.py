@@ -17,13 +17,22 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 from functools import cache
 from importlib import resources
+from typing import Any
 
+import numpy as np
 import polars as pl
 
-__all__ = ["PLACE_RADIUS_KM", "assign_sites", "nearest_place", "places", "position_label"]
+__all__ = [
+    "PLACE_RADIUS_KM",
+    "assign_sites",
+    "base_layer",
+    "nearest_place",
+    "nearest_places",
+    "places",
+    "position_label",
+]
 
 #: A position farther than this from every shipped populated place is named by its coordinates.
 PLACE_RADIUS_KM = 50.0
@@ -53,24 +62,26 @@ def position_label(lat: float, lon: float) -> str:
 
 def nearest_place(lat: float, lon: float, *, radius_km: float = PLACE_RADIUS_KM) -> str:
     """The nearest shipped populated place within ``radius_km``, else :func:`position_label`."""
-    best, name = math.inf, ""
-    for place, plon, plat in _place_rows():
-        d = _haversine_km(lat, lon, plat, plon)
-        if d < best:
-            best, name = d, place
-    return name if best <= radius_km else position_label(lat, lon)
+    return nearest_places(np.array([lat]), np.array([lon]), radius_km=radius_km)[0]
 
 
-@cache
-def _place_rows() -> tuple[tuple[str, float, float], ...]:
-    return tuple((str(n), float(x), float(y)) for n, x, y in places().iter_rows())
-
-
-def _haversine_km(lat0: float, lon0: float, lat1: float, lon1: float) -> float:
-    p0, p1 = math.radians(lat0), math.radians(lat1)
-    dp, dl = p1 - p0, math.radians(lon1 - lon0)
-    h = math.sin(dp / 2) ** 2 + math.cos(p0) * math.cos(p1) * math.sin(dl / 2) ** 2
-    return 2 * _EARTH_KM * math.asin(min(1.0, math.sqrt(h)))
+def nearest_places(
+    lats: np.ndarray[Any, Any], lons: np.ndarray[Any, Any], *, radius_km: float = PLACE_RADIUS_KM
+) -> list[str]:
+    """:func:`nearest_place` for many positions at once (vectorised haversine)."""
+    table = places()
+    plat = np.radians(table.get_column("lat").to_numpy())[None, :]
+    plon = np.radians(table.get_column("lon").to_numpy())[None, :]
+    lat = np.radians(np.asarray(lats, dtype=float))[:, None]
+    lon = np.radians(np.asarray(lons, dtype=float))[:, None]
+    h = np.sin((plat - lat) / 2) ** 2 + np.cos(lat) * np.cos(plat) * np.sin((plon - lon) / 2) ** 2
+    km = 2 * _EARTH_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+    best = km.argmin(axis=1)
+    names = table.get_column("name").to_list()
+    return [
+        names[b] if km[i, b] <= radius_km else position_label(float(a), float(o))
+        for i, (b, a, o) in enumerate(zip(best, lats, lons, strict=True))
+    ]
 
 
 def _position_sites(frame: pl.DataFrame) -> pl.Series:
@@ -88,7 +99,11 @@ def _position_sites(frame: pl.DataFrame) -> pl.Series:
         pl.when(valid).then(lon.round(4)).alias("lon"),
     )
     distinct = keyed.drop_nulls().unique()
-    names = [nearest_place(a, b) for a, b in distinct.iter_rows()]
+    names = (
+        nearest_places(distinct.get_column("lat").to_numpy(), distinct.get_column("lon").to_numpy())
+        if distinct.height
+        else []
+    )
     lookup = distinct.with_columns(pl.Series("__pos_site", names, dtype=pl.String))
     return keyed.join(
         lookup, on=["lat", "lon"], how="left", nulls_equal=False, maintain_order="left"
