@@ -109,6 +109,7 @@ _EMPTY_SITES = pl.DataFrame(
         "lon": pl.Float64,
         "machines": pl.Int64,
         "hover": pl.String,
+        "radius": pl.Float64,
     }
 )
 
@@ -362,6 +363,7 @@ def _spread(machines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.format(
             "<b>{}</b><br>{} machines: {}", pl.col("__site"), pl.col("machines"), counts
         ).alias("hover"),
+        pl.lit(radius).alias("radius"),
     )
     return m, sites
 
@@ -465,8 +467,9 @@ def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
         axis = {"visible": False, "showgrid": False, "zeroline": False}
         fig.update_layout(
             plot_bgcolor=WATER,
-            xaxis=axis,
-            yaxis={**axis, "scaleanchor": "x", "scaleratio": 1},
+            # The plot area shrinks to the ranges' shape, so the whole fleet is always in view.
+            xaxis={**axis, "constrain": "domain"},
+            yaxis={**axis, "scaleanchor": "x", "scaleratio": 1, "constrain": "domain"},
             dragmode="pan",
         )
     return fig
@@ -534,14 +537,48 @@ def _view(data: MapData) -> Bounds:
     # At least ~4° across, so a one-site fleet still shows its surroundings.
     cx, cy = (box.lon0 + box.lon1) / 2, (box.lat0 + box.lat1) / 2
     half_x, half_y = max((box.lon1 - box.lon0) / 2, 2.0), max((box.lat1 - box.lat0) / 2, 1.2)
-    return Bounds(cx - half_x, cx + half_x, cy - half_y, cy + half_y).grown(0.3)
+    # Room for the rings around the sites and the site names under them.
+    r = float(data.sites.get_column("radius").max() or 0.0)  # type: ignore[arg-type]
+    view = Bounds(
+        cx - half_x - 2 * r, cx + half_x + 2 * r, cy - half_y - 3 * r, cy + half_y + 2 * r
+    )
+    return view.grown(0.2)
 
 
-def _apply_base(fig: Any, view: Bounds) -> None:
+def _apply_base(fig: Any, view: Bounds, sites: pl.DataFrame) -> None:
     arrays = layer_arrays(view.grown(1.0))
-    for i, name in enumerate(("land", "borders", "places")):
-        lons, lats, texts = arrays[name]
-        fig.data[_LAND + i].update(**_coords(fig, lats, lons), text=texts or None)
+    for i, name in enumerate(("land", "borders")):
+        lons, lats, _ = arrays[name]
+        fig.data[_LAND + i].update(**_coords(fig, lats, lons))
+    lons, lats, texts = _labels(arrays["places"], sites)
+    cities = len(texts) - sites.height  # site names come last: text only, a little larger
+    fig.data[_LAND + 2].update(
+        **_coords(fig, lats, lons),
+        text=texts,
+        marker={"size": [4] * cities + [0] * sites.height},
+        textposition=["top center"] * cities + ["middle center"] * sites.height,
+        textfont={
+            "size": [11] * cities + [12] * sites.height,
+            "color": ["#555"] * cities + ["#223"] * sites.height,
+        },
+    )
+
+
+def _labels(
+    places: tuple[list[Any], list[Any], list[str]], sites: pl.DataFrame
+) -> tuple[list[float], list[float], list[str]]:
+    """City labels, then each site's name under its ring; a city label that a site's ring
+    would cover is left out (the site's name says where it is)."""
+    out: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    rings = list(sites.select("lat", "lon", "radius", "site").iter_rows())
+    for lon, lat, text in zip(*places, strict=True):
+        if all(abs(lat - a) > 2.5 * r or abs(lon - o) > 4 * r for a, o, r, _ in rings):
+            for column, value in zip(out, (lon, lat, text), strict=True):
+                column.append(value)
+    for lat, lon, r, name in rings:
+        for column, value in zip(out, (lon, lat - 1.6 * r, name), strict=True):
+            column.append(value)
+    return out
 
 
 def _fit(fig: Any, view: Bounds, width: int) -> None:
@@ -611,7 +648,7 @@ def _apply(fig: Any, data: MapData, *, fit: bool, width: int = 900) -> None:
         fig.layout.annotations = annotations
         if fit:
             view = _view(data)
-            _apply_base(fig, view)
+            _apply_base(fig, view, data.sites)
             _fit(fig, view, width)
 
 
