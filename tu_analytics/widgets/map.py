@@ -552,12 +552,17 @@ def _apply_base(fig: Any, view: Bounds, sites: pl.DataFrame) -> None:
         fig.data[_LAND + i].update(**_coords(fig, lats, lons))
     lons, lats, texts = _labels(arrays["places"], sites)
     cities = len(texts) - sites.height  # site names come last: text only, a little larger
+    tiles = isinstance(fig.data[0], go.Scattermap)  # MapLibre takes one text position
     fig.data[_LAND + 2].update(
         **_coords(fig, lats, lons),
         text=texts,
         marker={"size": [4] * cities + [0] * sites.height},
-        textposition=["top center"] * cities + ["middle center"] * sites.height,
-        textfont={
+        textposition="top center"
+        if tiles
+        else ["top center"] * cities + ["middle center"] * sites.height,
+        textfont={"size": 11, "color": "#555"}
+        if tiles
+        else {
             "size": [11] * cities + [12] * sites.height,
             "color": ["#555"] * cities + ["#223"] * sites.height,
         },
