@@ -10,6 +10,9 @@ column that is set wherever the machine's place is known *as of that row*:
 3. else, when the machine has a position by then, the nearest Natural Earth populated place
    within :data:`PLACE_RADIUS_KM`, or else the position rounded to 0.1° (``"52.5°N 13.4°E"``).
 
+:func:`machine_zones` gives each machine's local IANA time zone from its position, for the
+per-site local time of the utilisation views (``tz="site"``).
+
 Pure and deterministic: the same rows give the same sites, whatever else the frame holds.
 """
 
@@ -28,10 +31,13 @@ __all__ = [
     "PLACE_RADIUS_KM",
     "assign_sites",
     "base_layer",
+    "machine_zones",
     "nearest_place",
     "nearest_places",
     "places",
     "position_label",
+    "zone_at",
+    "zones",
 ]
 
 #: A position farther than this from every shipped populated place is named by its coordinates.
@@ -60,6 +66,56 @@ def position_label(lat: float, lon: float) -> str:
     return f"{abs(lat):.1f}°{ns} {abs(lon):.1f}°{ew}"
 
 
+def _nearest(table: pl.DataFrame, lats: Any, lons: Any) -> tuple[np.ndarray[Any, Any], Any]:
+    """Index of the nearest ``table`` row (``lon``, ``lat`` columns) and its distance in km."""
+    plat = np.radians(table.get_column("lat").to_numpy())[None, :]
+    plon = np.radians(table.get_column("lon").to_numpy())[None, :]
+    lat = np.radians(np.asarray(lats, dtype=float))[:, None]
+    lon = np.radians(np.asarray(lons, dtype=float))[:, None]
+    h = np.sin((plat - lat) / 2) ** 2 + np.cos(lat) * np.cos(plat) * np.sin((plon - lon) / 2) ** 2
+    km = 2 * _EARTH_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+    best = km.argmin(axis=1)
+    return best, km[np.arange(len(best)), best]
+
+
+def zones() -> pl.DataFrame:
+    """IANA time zones with their principal city's position: ``zone, lon, lat``."""
+    rows = base_layer()["zones"]
+    assert isinstance(rows, list)
+    return pl.DataFrame(rows, schema=["zone", "lon", "lat"], orient="row")
+
+
+def zone_at(lats: Any, lons: Any) -> list[str]:
+    """The local time zone of each position: the zone of the nearest tz-database principal
+    city. Right away from borders; near one, a neighbour's zone, which in Europe and most
+    places keeps the same clock."""
+    if len(lats) == 0:
+        return []
+    table = zones()
+    best, _ = _nearest(table, lats, lons)
+    names = table.get_column("zone").to_list()
+    return [names[b] for b in best]
+
+
+def machine_zones(main: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """``MachineId, tz``: each machine's local zone from its latest valid position (machines
+    never seen with one are left out)."""
+    frame = main.collect() if isinstance(main, pl.LazyFrame) else main
+    needed = {"MachineId", "Latitude", "Longitude"}
+    if frame.is_empty() or not needed <= set(frame.columns):
+        return pl.DataFrame(schema={"MachineId": pl.String, "tz": pl.String})
+    lat = pl.col("Latitude").cast(pl.Float64, strict=False)
+    lon = pl.col("Longitude").cast(pl.Float64, strict=False)
+    valid = lat.is_finite() & lon.is_finite() & lat.is_between(-90, 90) & ~((lat == 0) & (lon == 0))
+    last = (
+        frame.filter(pl.col("MachineId").is_not_null() & valid)
+        .group_by("MachineId", maintain_order=True)
+        .agg(lat.last().alias("lat"), lon.last().alias("lon"))
+    )
+    tz = zone_at(last.get_column("lat").to_numpy(), last.get_column("lon").to_numpy())
+    return last.select("MachineId", pl.Series("tz", tz, dtype=pl.String))
+
+
 def nearest_place(lat: float, lon: float, *, radius_km: float = PLACE_RADIUS_KM) -> str:
     """The nearest shipped populated place within ``radius_km``, else :func:`position_label`."""
     return nearest_places(np.array([lat]), np.array([lon]), radius_km=radius_km)[0]
@@ -70,17 +126,11 @@ def nearest_places(
 ) -> list[str]:
     """:func:`nearest_place` for many positions at once (vectorised haversine)."""
     table = places()
-    plat = np.radians(table.get_column("lat").to_numpy())[None, :]
-    plon = np.radians(table.get_column("lon").to_numpy())[None, :]
-    lat = np.radians(np.asarray(lats, dtype=float))[:, None]
-    lon = np.radians(np.asarray(lons, dtype=float))[:, None]
-    h = np.sin((plat - lat) / 2) ** 2 + np.cos(lat) * np.cos(plat) * np.sin((plon - lon) / 2) ** 2
-    km = 2 * _EARTH_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
-    best = km.argmin(axis=1)
+    best, km = _nearest(table, lats, lons)
     names = table.get_column("name").to_list()
     return [
-        names[b] if km[i, b] <= radius_km else position_label(float(a), float(o))
-        for i, (b, a, o) in enumerate(zip(best, lats, lons, strict=True))
+        names[b] if d <= radius_km else position_label(float(a), float(o))
+        for b, d, a, o in zip(best, km, lats, lons, strict=True)
     ]
 
 
