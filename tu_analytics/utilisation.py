@@ -17,13 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from tu_analytics.counters import HOURS_PER_MS, TIME, allocate, counter_deltas, duration_string
 from tu_analytics.sites import assign_sites, machine_zones
 
-__all__ = ["daily_hours", "fleet_utilisation", "hour_of_day", "machine_state"]
+__all__ = [
+    "activity_summary",
+    "daily_hours",
+    "fleet_utilisation",
+    "hour_of_day",
+    "last_operating",
+    "machine_state",
+    "with_identity",
+]
 
 OPERATING = "CumulativeOperatingHours"
 IDLE = "CumulativeIdleHours"
@@ -371,3 +380,57 @@ def machine_state(
         .sort("MachineId")
     )
     return out.collect()
+
+
+def last_operating(main: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """``MachineId, last_operating``: the end of each machine's last interval in which its
+    operating-hours counter grew (UTC); machines whose counter never grew are left out."""
+    deltas = counter_deltas(_counter_frame(main), OPERATING)
+    return (
+        deltas.filter(pl.col("delta") > 0)
+        .group_by("MachineId")
+        .agg(pl.col("end").max().cast(TIME).alias("last_operating"))
+        .sort("MachineId")
+        .collect()
+    )
+
+
+def _local(moment: datetime, tz: str, zones: pl.DataFrame, machine: str | None) -> str:
+    if tz == SITE_TZ:
+        found = zones.filter(pl.col("MachineId") == machine).get_column("tz")
+        zone = found.item() if found.len() else "UTC"
+        return f"{moment.astimezone(ZoneInfo(zone)):%a %d %b %H:%M} local ({zone})"
+    return f"{moment.astimezone(ZoneInfo(tz)):%a %d %b %H:%M %Z}"
+
+
+def activity_summary(
+    main: pl.DataFrame | pl.LazyFrame,
+    *,
+    now: datetime | None = None,
+    tz: str = "UTC",
+    stale_after: str | timedelta = "2h",
+) -> str:
+    """One true sentence about the fleet's activity as of ``now``, for views and reports.
+
+    ``"3 of 33 machines operating, 1 idle, 29 off"``, or when nobody works
+    ``"all 33 machines off since Fri 27 Nov 16:05 CET"`` (the last time any operating-hours
+    counter grew, in ``tz``; with ``tz="site"`` in that machine's local time).
+    """
+    frame = _eager(main)
+    states = machine_state(frame, now=now, stale_after=stale_after)
+    n = states.height
+    if n == 0:
+        return "no machine in this data"
+    counts = dict(states.group_by("state").len().iter_rows())
+    busy = counts.get("operating", 0) + counts.get("idle", 0)
+    noun = "machine" if n == 1 else "machines"
+    if busy:
+        parts = [f"{counts[s]} {s}" for s in ("idle", "off", "no recent data") if counts.get(s)]
+        return ", ".join([f"{counts.get('operating', 0)} of {n} {noun} operating", *parts])
+    last = last_operating(frame).sort("last_operating").tail(1)
+    quiet = "off" if not counts.get("no recent data") else "off or silent"
+    if last.is_empty():
+        return f"all {n} {noun} {quiet}: no operating hours in this data"
+    machine, moment = last.row(0)
+    zones = machine_zones(frame) if tz == SITE_TZ else pl.DataFrame()
+    return f"all {n} {noun} {quiet} since {_local(moment, tz, zones, machine)}"

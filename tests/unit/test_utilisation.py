@@ -8,7 +8,13 @@ import polars as pl
 import pytest
 
 from tu_analytics.counters import TIME
-from tu_analytics.utilisation import daily_hours, fleet_utilisation, hour_of_day, machine_state
+from tu_analytics.utilisation import (
+    activity_summary,
+    daily_hours,
+    fleet_utilisation,
+    hour_of_day,
+    machine_state,
+)
 
 OP = "CumulativeOperatingHours"
 IDLE = "CumulativeIdleHours"
@@ -332,3 +338,23 @@ def test_identity_is_as_known_at_the_end_of_each_day() -> None:
         (date(2024, 1, 1), "EX-1"),  # the rename on day 2 does not rewrite day 1
         (date(2024, 1, 2), "EX-2"),
     ]
+
+
+def test_activity_summary_says_what_is_true_at_any_hour() -> None:
+    # Three machines worked until Fri 5 Jan 2024 15:05 UTC (16:05 in Copenhagen), then stopped.
+    friday = datetime(2024, 1, 5, 14, 5, tzinfo=UTC)
+    rows = []
+    for mid in ("a", "b", "c"):
+        for h, op in ((0, 10.0), (1, 11.0), (3, 11.0), (60, 11.0)):
+            t = friday + timedelta(hours=h)
+            rows.append({**rec(mid, t, op=op), "lat": 55.71, "lon": 12.6, "loc_t": t})
+    main = main_frame(rows)
+    assert activity_summary(main, tz="Europe/Copenhagen") == (
+        "all 3 machines off since Fri 05 Jan 16:05 CET"
+    )
+    assert activity_summary(main, tz="site") == (
+        "all 3 machines off since Fri 05 Jan 16:05 local (Europe/Copenhagen)"
+    )
+    working = activity_summary(main, now=friday + timedelta(hours=1))
+    assert working == "3 of 3 machines operating"
+    assert activity_summary(main_frame([])) == "no machine in this data"
