@@ -125,6 +125,8 @@ def with_identity(out: pl.DataFrame, main: pl.DataFrame, cutoff: str | None) -> 
                 right_on="_known_at",
                 by="MachineId",
                 strategy="backward",
+                # Sorted by the cut-off overall; polars cannot check that within groups.
+                check_sortedness=False,
             )
             .sort("_out")
             .drop("_out", "_known_at")

@@ -19,6 +19,7 @@ from tu_analytics import utilisation
 from tu_analytics.widgets import MachineMap, UtilisationView, map_figure, positions_figure
 from tu_analytics.widgets._data import fit_view, last_values, machine_labels, valid_positions
 from tu_analytics.widgets._errors import ErrorBox
+from tu_analytics.widgets.status import receipt
 from tu_analytics.widgets.map import STATES, MapOptions, prepare_map
 
 T0 = datetime(2024, 5, 6, 6, 0, tzinfo=UTC)
@@ -281,7 +282,7 @@ def test_map_update_mutates_the_same_figure_widget(main: pl.DataFrame) -> None:
     assert set(markers(fig)) == {"M2"}
     m.update(main)
     assert m.figure_widget is fig
-    assert m.widget.children[2] is fig
+    assert m.widget.children[3] is fig
     assert len(fig.data) == n_traces
     assert set(markers(fig)) == {"M1", "M2", "M5"}
 
@@ -442,47 +443,71 @@ def test_utilisation_data_are_the_utilisation_functions(main: pl.DataFrame) -> N
 
 
 def test_utilisation_figures_hold_the_data(main: pl.DataFrame) -> None:
-    view = UtilisationView(main)
+    view = UtilisationView(main, live=True)
     figs = view.figure_widgets
-    daily = figs["daily"]
-    assert daily.layout.barmode == "stack"
-    assert [t.name for t in daily.data] == ["operating", "idle"]
-    _dates, labels = daily.data[0].x
-    assert len(labels) == view.data.daily.height == 5
-    by_label = dict(zip(labels, daily.data[1].y, strict=True))
-    assert by_label["WL-02"] == pytest.approx(
-        view.data.daily.filter(label="WL-02").item(0, "idle_hours")
-    )
+    daily = figs["daily"].data[0]
+    d = view.data.daily
+    assert daily.type == "heatmap"  # machine × day: one row per machine, however many
+    assert list(daily.y) == sorted(d.get_column("label").unique().to_list())
+    assert list(daily.x) == sorted({str(v) for v in d.get_column("date").to_list()})
+    z = np.asarray(daily.z)
+    assert z.shape == (len(daily.y), len(daily.x))
+    assert z.sum() == pytest.approx(d.get_column("operating_hours").fill_null(0).sum())
+    assert daily.zmin == 0
+    assert "sum of the operating-hour counter's increase" in figs["daily"].layout.title.text
     heat = figs["hour_of_day"].data[0]
-    assert np.asarray(heat.z).shape == (5, 24)
-    assert list(heat.y) == sorted(labels)
+    assert np.asarray(heat.z).shape == (len(daily.y), 24)
+    assert heat.zmin == 0
     fleet = figs["fleet"].data[0]
     assert list(fleet.y) == pytest.approx(
         [u * 100 for u in view.data.fleet.get_column("utilisation")]
     )
+    assert figs["fleet"].layout.yaxis.range[0] == 0
+
+
+def test_utilisation_labels_carry_the_site(main: pl.DataFrame) -> None:
+    view = UtilisationView(main)
+    labels = set(view.data.daily.get_column("label").to_list())
+    assert "WL-02 · Odense" in labels
+
+
+def test_all_zero_utilisation_is_drawn_as_zero_and_says_why(main: pl.DataFrame) -> None:
+    idle = main.with_columns(
+        pl.lit(500.0).alias("CumulativeOperatingHours"), pl.lit(50.0).alias("CumulativeIdleHours")
+    )
+    figs = UtilisationView(idle).figures()
+    daily = figs["daily"].data[0]
+    assert np.asarray(daily.z).max() == 0
+    assert (daily.zmin, daily.zmax) == (0, 1)  # zero at the white end, not mid-scale
+    assert figs["hour_of_day"].data[0].zmin == 0
+    assert figs["fleet"].layout.yaxis.range[0] == 0
+    note = [a.text for a in figs["daily"].layout.annotations]
+    assert note == ["all 5 machines off: no operating hours in this data"]
 
 
 def test_utilisation_update_mutates_the_same_widgets(main: pl.DataFrame) -> None:
-    view = UtilisationView(main.filter(pl.col("MachineId") == "M1"))
+    view = UtilisationView(main.filter(pl.col("MachineId") == "M1"), live=True)
     before = view.figure_widgets
     assert view.data.daily.height == 1
     view.update(main)
     after = view.figure_widgets
     assert all(before[k] is after[k] for k in before)
     assert view.data.daily.height == 5
-    assert len(after["daily"].data) == 2
+    assert len(after["daily"].data) == 1
 
 
 def test_utilisation_static_figures_and_bundle(main: pl.DataFrame) -> None:
     view = UtilisationView(main)
+    assert view.figure_widgets == {}  # static unless live: no plotly.js per figure
     static = view.figures()
     assert set(static) == {"daily", "fleet", "hour_of_day"}
     assert all(type(f) is go.Figure for f in static.values())
-    assert list(static["daily"].data[0].y) == list(view.figure_widgets["daily"].data[0].y)
     bundle = view._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["text/html"].count("Plotly.newPlot") == 3
     json.dumps(bundle)
+    live = UtilisationView(main, live=True)
+    assert list(live.figures()["daily"].data[0].y) == list(live.figure_widgets["daily"].data[0].y)
 
 
 def test_utilisation_handles_empty_frames() -> None:
@@ -527,7 +552,7 @@ def test_error_box_guard_and_clear() -> None:
 
 def test_exported_members_are_complete() -> None:
     public = {name for name in dir(widgets) if not name.startswith("_")}
-    modules = {"map", "utilisation"}
+    modules = {"map", "utilisation", "status"}
     assert set(widgets.__all__) == public - modules
     for name in widgets.__all__:
         assert getattr(widgets, name).__module__.startswith("tu_analytics.widgets")
@@ -541,6 +566,9 @@ def test_exported_members_are_complete() -> None:
         "widgets/utilisation.py",
         "widgets/_data.py",
         "widgets/_errors.py",
+        "widgets/_basemap.py",
+        "widgets/status.py",
+        "sites.py",
         "live.py",
         "report.py",
     ],
@@ -586,3 +614,22 @@ def test_empty_map_still_shows_the_world_and_says_why() -> None:
     land = next(t for t in fig.data if t.name == "land")
     assert len(land.x) > 100
     assert [a.text for a in fig.layout.annotations] == ["no machine with a position in this data"]
+
+
+def test_live_map_says_when_the_last_record_came(main: pl.DataFrame) -> None:
+    m = MachineMap(main, live=True)
+    status = m.widget.children[2]
+    newest = main.get_column("kafka_timestamp").max()
+    assert status.last_record_ms == newest.timestamp() * 1000  # type: ignore[union-attr]
+    assert "records/s over the last 60 s" in status.rate_text
+
+
+def test_receipt_rate_counts_records_received_in_the_last_minute() -> None:
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    frame = pl.DataFrame(
+        {"kafka_timestamp": [now - timedelta(seconds=s) for s in (1, 2, 30, 59, 61, 3600)]}
+    )
+    got = receipt(frame, now=now)
+    assert got.records_per_s == pytest.approx(4 / 60)
+    assert got.last_record == now - timedelta(seconds=1)
+    assert receipt(pl.DataFrame(), now=now).records_per_s == 0.0

@@ -41,6 +41,7 @@ from tu_analytics.widgets._data import (
     view_bundle,
 )
 from tu_analytics.widgets._errors import ErrorBox
+from tu_analytics.widgets.status import LiveStatus
 
 __all__ = [
     "STATES",
@@ -735,6 +736,7 @@ class MachineMap:
             go.FigureWidget(_base_figure(map_style, height)) if live else None
         )
         self._out = ipywidgets.Output()
+        self._receipt = LiveStatus() if live else None
         self._syncing = False
         self._fitted: frozenset[str] | None = None
 
@@ -765,6 +767,7 @@ class MachineMap:
             [
                 ipywidgets.HBox([self._sites, self._oems, self._models]),
                 ipywidgets.HBox([self._color_by, self._trails, self._fit, self._status]),
+                *([self._receipt] if self._receipt is not None else []),
                 self._fig if self._fig is not None else self._out,
                 self._errors.widget,
             ]
@@ -873,6 +876,8 @@ class MachineMap:
             _apply(self._fig, data, fit=fit)
         if fit:
             self._fitted = ids
+        if self._receipt is not None:
+            self._receipt.update(data.frame)
         hidden = f", {data.without_position} without a position" if data.without_position else ""
         self._status.value = (
             f"<span style='color:#555'>{data.machines.height} machines{hidden}</span>"
