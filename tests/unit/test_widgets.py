@@ -19,8 +19,8 @@ from tu_analytics import utilisation
 from tu_analytics.widgets import MachineMap, UtilisationView, map_figure, positions_figure
 from tu_analytics.widgets._data import fit_view, last_values, machine_labels, valid_positions
 from tu_analytics.widgets._errors import ErrorBox
-from tu_analytics.widgets.status import receipt
 from tu_analytics.widgets.map import STATES, MapOptions, prepare_map
+from tu_analytics.widgets.status import receipt
 
 T0 = datetime(2024, 5, 6, 6, 0, tzinfo=UTC)
 TIME = pl.Datetime("ms", "UTC")
