@@ -131,9 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--no-progress", action="store_true")
     w.set_defaults(func=_window)
 
-    d = sub.add_parser("demo", help="sandbox up, last hour, summary and an HTML report")
-    d.add_argument("-o", "--output", type=Path, default=Path("tu-analytics-report.html"))
-    d.add_argument("--last", default="1h")
+    d = sub.add_parser("demo", help="sandbox up, the last 24 h, a summary and an HTML report")
+    d.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("tu-analytics-report.html"),
+        help="where to write the report (default: %(default)s)",
+    )
+    d.add_argument("--last", default="24h", help="how far back to read (default: %(default)s)")
+    d.add_argument(
+        "--tz",
+        default="site",
+        help="local time of the report: an IANA zone, or 'site' for each machine's own"
+        " (default: %(default)s)",
+    )
     d.set_defaults(func=_demo)
     return p
 
