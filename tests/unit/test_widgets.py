@@ -370,14 +370,25 @@ def test_figure_never_builds_a_widget(main: pl.DataFrame, monkeypatch: pytest.Mo
 def test_map_style_is_configurable(main: pl.DataFrame) -> None:
     m = MachineMap(main, map_style="carto-positron", live=True)
     assert m.figure_widget is not None
-    assert m.figure_widget.layout.map.style == "carto-positron"
     fig = m.figure()
-    assert fig.layout.map.style == "carto-positron"
-    # A tile style says on the map that its tiles need the internet, and keeps the base layer.
+    assert fig.layout.map.style == m.figure_widget.layout.map.style
+    # A tile style says on the map that its tiles need the internet, and its style is inline:
+    # the Natural Earth base layer under the provider's raster tiles, so a failed tile load
+    # still leaves land, borders and markers.
     assert "internet" in fig.layout.annotations[0].text
-    land = next(t for t in fig.data if t.name == "land")
-    assert land.type == "scattermap"
-    assert len(land.lat) > 100
+    style = fig.layout.map.style
+    assert [layer["id"] for layer in style["layers"]] == [
+        "water",
+        "land",
+        "coast",
+        "borders",
+        "tiles",
+    ]
+    assert "cartocdn" in style["sources"]["tiles"]["tiles"][0]
+    assert len(style["sources"]["land"]["data"]["features"]) > 50
+    assert all(t.type == "scattermap" for t in fig.data)
+    custom = map_figure(main, map_style="https://example.org/style.json")
+    assert custom.layout.map.style == "https://example.org/style.json"
 
 
 def test_mimebundle_has_the_widget_and_static_fallbacks(main: pl.DataFrame) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from tu_analytics.sites import base_layer
 
-__all__ = ["LAND", "WATER", "Bounds", "layer_arrays", "project"]
+__all__ = ["LAND", "WATER", "Bounds", "layer_arrays", "project", "tile_style", "trace_styles"]
 
 LAND = "#f2efe6"
 WATER = "#dde8f0"
@@ -147,4 +147,78 @@ def trace_styles() -> dict[str, dict[str, Any]]:
             "marker": {"size": 4, "color": "#6b6b6b"},
             "textfont": {"size": 11, "color": "#555"},
         },
+    }
+
+
+# Raster tiles of the named plotly styles. Their vector styles load a style document first; when
+# it cannot load, MapLibre draws nothing at all (markers included). An inline style whose only
+# network part is a raster source still draws everything else when the tiles fail.
+_TILES: dict[str, tuple[str, str]] = {
+    "open-street-map": (
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        "© OpenStreetMap contributors",
+    ),
+    "carto-positron": (
+        "https://basemaps.cartocdn.com/light_all/{z}/{x}/{y}.png",
+        "© OpenStreetMap contributors © CARTO",
+    ),
+    "carto-darkmatter": (
+        "https://basemaps.cartocdn.com/dark_all/{z}/{x}/{y}.png",
+        "© OpenStreetMap contributors © CARTO",
+    ),
+}
+
+
+def _geojson(kind: str, closed: bool) -> dict[str, Any]:
+    lines = _scale("110m", kind).lines
+    geometry = (
+        (lambda a: {"type": "Polygon", "coordinates": [a.tolist()]})
+        if closed
+        else (lambda a: {"type": "LineString", "coordinates": a.tolist()})
+    )
+    return {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "properties": {}, "geometry": geometry(a)} for a in lines],
+    }
+
+
+def tile_style(map_style: str | dict[str, Any]) -> str | dict[str, Any]:
+    """The MapLibre style for ``map_style``: for the named tile styles, an inline style with the
+    Natural Earth base layer (1:110m) under the provider's raster tiles; others unchanged."""
+    if not isinstance(map_style, str) or map_style not in _TILES:
+        return map_style
+    url, attribution = _TILES[map_style]
+    return {
+        "version": 8,
+        # Text (city labels, site counts) needs glyphs; without the network they do not load
+        # and only the text is missing.
+        "glyphs": "https://fonts.openmaptiles.org/{fontstack}/{range}.pbf",
+        "sources": {
+            "land": {"type": "geojson", "data": _geojson("land", closed=True)},
+            "borders": {"type": "geojson", "data": _geojson("borders", closed=False)},
+            "tiles": {
+                "type": "raster",
+                "tiles": [url],
+                "tileSize": 256,
+                "attribution": attribution,
+                "maxzoom": 19,
+            },
+        },
+        "layers": [
+            {"id": "water", "type": "background", "paint": {"background-color": WATER}},
+            {"id": "land", "type": "fill", "source": "land", "paint": {"fill-color": LAND}},
+            {
+                "id": "coast",
+                "type": "line",
+                "source": "land",
+                "paint": {"line-color": _COAST, "line-width": 0.8},
+            },
+            {
+                "id": "borders",
+                "type": "line",
+                "source": "borders",
+                "paint": {"line-color": _BORDER, "line-width": 0.8},
+            },
+            {"id": "tiles", "type": "raster", "source": "tiles"},
+        ],
     }

@@ -27,7 +27,15 @@ import polars as pl
 
 from tu_analytics.sites import assign_sites
 from tu_analytics.utilisation import machine_state
-from tu_analytics.widgets._basemap import WATER, WORLD, Bounds, layer_arrays, project, trace_styles
+from tu_analytics.widgets._basemap import (
+    WATER,
+    WORLD,
+    Bounds,
+    layer_arrays,
+    project,
+    tile_style,
+    trace_styles,
+)
 from tu_analytics.widgets._data import (
     FILE_WORKER_JS,
     IDENTITY,
@@ -457,7 +465,7 @@ def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
     if tiles:
         fig.update_layout(
             map={
-                "style": map_style,
+                "style": tile_style(map_style),
                 "center": {"lat": 20, "lon": 0},
                 "zoom": 1,
                 "uirevision": "keep",
@@ -548,12 +556,13 @@ def _view(data: MapData) -> Bounds:
 
 def _apply_base(fig: Any, view: Bounds, sites: pl.DataFrame) -> None:
     arrays = layer_arrays(view.grown(1.0))
+    tiles = isinstance(fig.data[0], go.Scattermap)
     for i, name in enumerate(("land", "borders")):
-        lons, lats, _ = arrays[name]
+        # A tile style carries land and borders in its own (inline) style.
+        lons, lats, _ = ([], [], []) if tiles else arrays[name]
         fig.data[_LAND + i].update(**_coords(fig, lats, lons))
     lons, lats, texts = _labels(arrays["places"], sites)
     cities = len(texts) - sites.height  # site names come last: text only, a little larger
-    tiles = isinstance(fig.data[0], go.Scattermap)  # MapLibre takes one text position
     fig.data[_LAND + 2].update(
         **_coords(fig, lats, lons),
         text=texts,
