@@ -16,7 +16,16 @@ import numpy as np
 
 from tu_analytics.sites import base_layer
 
-__all__ = ["LAND", "WATER", "Bounds", "layer_arrays", "project", "tile_style", "trace_styles"]
+__all__ = [
+    "LAND",
+    "WATER",
+    "Bounds",
+    "layer_arrays",
+    "project",
+    "tile_layers",
+    "tile_style",
+    "trace_styles",
+]
 
 LAND = "#f2efe6"
 WATER = "#dde8f0"
@@ -182,12 +191,32 @@ def _geojson(kind: str, closed: bool) -> dict[str, Any]:
     }
 
 
+def tile_layers(map_style: str | dict[str, Any]) -> list[dict[str, Any]]:
+    """The provider's raster tiles as a plotly map layer (under the traces), for named styles.
+
+    A layer, not part of the style: plotly gives up on a map whose style reports an error
+    before the map has loaded (a tile that cannot be fetched does), markers included; layers
+    are added after the traces, so failing tiles then only leave the base layer visible.
+    """
+    if not isinstance(map_style, str) or map_style not in _TILES:
+        return []
+    url, attribution = _TILES[map_style]
+    return [
+        {
+            "sourcetype": "raster",
+            "source": [url],
+            "sourceattribution": attribution,
+            "below": "traces",
+        }
+    ]
+
+
 def tile_style(map_style: str | dict[str, Any]) -> str | dict[str, Any]:
     """The MapLibre style for ``map_style``: for the named tile styles, an inline style with the
-    Natural Earth base layer (1:110m) under the provider's raster tiles; others unchanged."""
+    Natural Earth base layer (1:110m) and no network part (the tiles come as
+    :func:`tile_layers`); other styles unchanged."""
     if not isinstance(map_style, str) or map_style not in _TILES:
         return map_style
-    url, attribution = _TILES[map_style]
     return {
         "version": 8,
         # Text (city labels, site counts) needs glyphs; without the network they do not load
@@ -196,13 +225,6 @@ def tile_style(map_style: str | dict[str, Any]) -> str | dict[str, Any]:
         "sources": {
             "land": {"type": "geojson", "data": _geojson("land", closed=True)},
             "borders": {"type": "geojson", "data": _geojson("borders", closed=False)},
-            "tiles": {
-                "type": "raster",
-                "tiles": [url],
-                "tileSize": 256,
-                "attribution": attribution,
-                "maxzoom": 19,
-            },
         },
         "layers": [
             {"id": "water", "type": "background", "paint": {"background-color": WATER}},
@@ -219,6 +241,5 @@ def tile_style(map_style: str | dict[str, Any]) -> str | dict[str, Any]:
                 "source": "borders",
                 "paint": {"line-color": _BORDER, "line-width": 0.8},
             },
-            {"id": "tiles", "type": "raster", "source": "tiles"},
         ],
     }

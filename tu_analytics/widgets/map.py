@@ -33,6 +33,7 @@ from tu_analytics.widgets._basemap import (
     Bounds,
     layer_arrays,
     project,
+    tile_layers,
     tile_style,
     trace_styles,
 )
@@ -469,6 +470,7 @@ def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
                 "center": {"lat": 20, "lon": 0},
                 "zoom": 1,
                 "uirevision": "keep",
+                "layers": tile_layers(map_style),
             },
             annotations=[_tile_notice(map_style)],
         )
