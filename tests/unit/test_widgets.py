@@ -382,9 +382,11 @@ def test_map_style_is_configurable(main: pl.DataFrame) -> None:
         "land",
         "coast",
         "borders",
-        "tiles",
     ]
-    assert "cartocdn" in style["sources"]["tiles"]["tiles"][0]
+    (tiles,) = fig.layout.map.layers
+    assert tiles.sourcetype == "raster"
+    assert "cartocdn" in tiles.source[0]
+    assert tiles.below == "traces"
     assert len(style["sources"]["land"]["data"]["features"]) > 50
     assert all(t.type == "scattermap" for t in fig.data)
     custom = map_figure(main, map_style="https://example.org/style.json")
