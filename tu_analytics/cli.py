@@ -46,9 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_window_arguments(w)
     w.set_defaults(func=_window)
 
-    d = sub.add_parser("demo", help="sandbox up, last hour, summary and an HTML report")
-    d.add_argument("-o", "--output", type=Path, default=Path("tu-analytics-report.html"))
-    d.add_argument("--last", default="1h")
+    d = sub.add_parser("demo", help="sandbox up, the last 24 h, a summary and an HTML report")
+    d.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("tu-analytics-report.html"),
+        help="where to write the report (default: %(default)s)",
+    )
+    d.add_argument("--last", default="24h", help="how far back to read (default: %(default)s)")
+    d.add_argument(
+        "--tz",
+        default="site",
+        help="local time of the report: an IANA zone, or 'site' for each machine's own"
+        " (default: %(default)s)",
+    )
     d.set_defaults(func=_demo)
 
     from .archive.cli import add_parser as add_archive_parser

@@ -1,6 +1,6 @@
 """``tu-analytics demo``: the main job on the local sandbox.
 
-Brings the sandbox up if needed, pulls the last hour for the default customer, prints a
+Brings the sandbox up if needed, pulls the last 24 hours for the default customer, prints a
 summary and writes a self-contained HTML report (map + utilisation) that opens offline.
 """
 
@@ -36,7 +36,12 @@ def run_demo(args: argparse.Namespace) -> int:
     if faults is not None and faults.height:
         print(f"faults:   {faults['CodeIdentifier'].n_unique()} distinct codes reported")
     out = write_report(
-        win.main, Path(args.output), title=f"Fleet of {env['TU_SASL_USERNAME']}", summary=s
+        win.main,
+        Path(args.output),
+        title=f"Fleet of {env['TU_SASL_USERNAME']}",
+        summary=s,
+        faults=faults,
+        tz=getattr(args, "tz", "site"),
     )
     print(f"report:   {out.resolve()}  (self-contained HTML, opens offline)")
     print(

@@ -15,14 +15,24 @@ denominators used here are stated on each function.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from tu_analytics.counters import HOURS_PER_MS, TIME, allocate, counter_deltas, duration_string
+from tu_analytics.sites import assign_sites, machine_zones
 
-__all__ = ["daily_hours", "fleet_utilisation", "hour_of_day", "machine_state"]
+__all__ = [
+    "activity_summary",
+    "daily_hours",
+    "fleet_utilisation",
+    "hour_of_day",
+    "last_operating",
+    "machine_state",
+    "with_identity",
+]
 
 OPERATING = "CumulativeOperatingHours"
 IDLE = "CumulativeIdleHours"
@@ -58,6 +68,74 @@ def _allocated(lf: pl.LazyFrame, counter: str, every: str, tz: str, name: str) -
     )
 
 
+SITE_TZ = "site"
+#: Identity columns carried into the utilisation frames, as known at each row's cut-off.
+IDENTITY: tuple[str, ...] = ("EquipmentID", "OEMName", "Model", "site")
+
+
+def _eager(main: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    return main.collect() if isinstance(main, pl.LazyFrame) else main
+
+
+def _by_zone(
+    frame: pl.DataFrame, tz: str, compute: Callable[[pl.DataFrame, str], pl.DataFrame]
+) -> pl.DataFrame:
+    """``compute(frame, tz)``; with ``tz="site"``, once per machine zone, concatenated."""
+    if tz != SITE_TZ:
+        return compute(frame, tz)
+    if "MachineId" not in frame.columns or frame.is_empty():
+        return compute(frame, "UTC")
+    zones = (
+        frame.select(pl.col("MachineId").unique())
+        .join(machine_zones(frame), on="MachineId", how="left")
+        .with_columns(pl.col("tz").fill_null("UTC"))
+    )
+    parts = [
+        compute(frame.filter(pl.col("MachineId").is_in(ids.get_column("MachineId"))), zone)
+        for (zone,), ids in zones.group_by("tz", maintain_order=True)
+    ]
+    return pl.concat(parts, how="vertical_relaxed")
+
+
+def with_identity(out: pl.DataFrame, main: pl.DataFrame, cutoff: str | None) -> pl.DataFrame:
+    """``out`` (keyed by ``MachineId``) with :data:`IDENTITY` columns as known at ``cutoff``
+    (a UTC time column of ``out``; ``None``: the end of ``main``), by receipt time."""
+    if "MachineId" not in main.columns or "MachineId" not in out.columns:
+        return out.with_columns(pl.lit(None, pl.String).alias(c) for c in IDENTITY)
+    known = assign_sites(main) if "site" not in main.columns else main
+    cols = [c for c in IDENTITY if c in known.columns]
+    order = "kafka_timestamp" if "kafka_timestamp" in known.columns else None
+    timeline = known.select(
+        "MachineId",
+        (pl.col(order).cast(TIME) if order else pl.lit(None, TIME)).alias("_known_at"),
+        *(pl.col(c).cast(pl.String) for c in cols),
+    ).filter(pl.col("MachineId").is_not_null())
+    timeline = timeline.with_row_index("_row").sort("_known_at", "_row", nulls_last=False)
+    timeline = timeline.with_columns(pl.col(cols).forward_fill().over("MachineId")).drop("_row")
+    if cutoff is None or order is None:
+        last = timeline.group_by("MachineId", maintain_order=True).agg(pl.col(cols).last())
+        joined = out.join(last, on="MachineId", how="left")
+    else:
+        joined = (
+            out.with_row_index("_out")
+            .sort(cutoff)
+            .join_asof(
+                timeline.drop_nulls("_known_at").sort("_known_at"),
+                left_on=cutoff,
+                right_on="_known_at",
+                by="MachineId",
+                strategy="backward",
+                # Sorted by the cut-off overall; polars cannot check that within groups.
+                check_sortedness=False,
+            )
+            .sort("_out")
+            .drop("_out", "_known_at")
+        )
+    missing = [pl.lit(None, pl.String).alias(c) for c in IDENTITY if c not in joined.columns]
+    joined = joined.with_columns(missing) if missing else joined
+    return joined.select(*(c for c in out.columns if c not in IDENTITY), *IDENTITY)
+
+
 def _both(main: pl.DataFrame | pl.LazyFrame, every: str, tz: str) -> pl.LazyFrame:
     lf = _counter_frame(main)
     op = _allocated(lf, OPERATING, every, tz, "operating_hours")
@@ -72,8 +150,12 @@ def daily_hours(
 ) -> pl.DataFrame:
     """Operating and idle hours per machine and local calendar day.
 
-    Columns: ``MachineId``, ``date`` (Date, local to ``tz``), ``operating_hours``,
-    ``idle_hours``, ``utilisation``. Hours are the increase of ``CumulativeOperatingHours`` /
+    Columns: ``MachineId``, ``date`` (Date, local to the row's ``tz``), ``operating_hours``,
+    ``idle_hours``, ``utilisation``, ``tz``, then the identity columns ``EquipmentID``,
+    ``OEMName``, ``Model``, ``site`` as known at the end of that day (later data never
+    rewrites a past day). ``tz`` is an IANA zone, or ``"site"``: each machine in its own local
+    zone (:func:`tu_analytics.sites.machine_zones`; UTC for a machine never seen with a
+    position). Hours are the increase of ``CumulativeOperatingHours`` /
     ``CumulativeIdleHours`` spread pro rata over the days each interval between two readings
     overlaps. A day appears when a valid interval of either counter overlaps it; an hour
     column is null when its counter has no valid interval on that day (unknown, not zero).
@@ -87,6 +169,12 @@ def daily_hours(
     """
     if shift_hours is not None and shift_hours <= 0:
         raise ValueError("shift_hours must be positive")
+    frame = _eager(main)
+    days = _by_zone(frame, tz, lambda part, zone: _daily_one(part, zone, shift_hours))
+    return with_identity(days, frame, "_cutoff").drop("_cutoff").sort("MachineId", "date")
+
+
+def _daily_one(main: pl.DataFrame, tz: str, shift_hours: float | None) -> pl.DataFrame:
     both = _both(main, "1d", tz)
     day_hours = (
         pl.col("bucket_end") - pl.col("bucket_start")
@@ -99,6 +187,8 @@ def daily_hours(
             "operating_hours",
             "idle_hours",
             (pl.col("operating_hours") / denominator).alias("utilisation"),
+            pl.lit(tz).alias("tz"),
+            pl.col("bucket_end").dt.convert_time_zone("UTC").cast(TIME).alias("_cutoff"),
         )
         .sort("MachineId", "date")
         .collect()
@@ -164,8 +254,16 @@ def hour_of_day(main: pl.DataFrame | pl.LazyFrame, *, tz: str = "UTC") -> pl.Dat
     Columns: ``MachineId``, ``hour`` (Int32, 0–23 in ``tz``), ``operating_hours``: the total
     over the window of operating hours that fell in that clock hour, after spreading each
     interval pro rata over the hours it overlaps. Dense: 24 rows for every machine with at
-    least one valid operating-hours interval (an hour it never ran in is 0).
+    least one valid operating-hours interval (an hour it never ran in is 0). Then ``tz`` and
+    the identity columns (``EquipmentID``, ``OEMName``, ``Model``, ``site``) as last known in
+    the frame. ``tz="site"``: each machine's own local hours (see :func:`daily_hours`).
     """
+    frame = _eager(main)
+    hours = _by_zone(frame, tz, _hour_of_day_one)
+    return with_identity(hours, frame, None).sort("MachineId", "hour")
+
+
+def _hour_of_day_one(main: pl.DataFrame, tz: str) -> pl.DataFrame:
     lf = _counter_frame(main)
     per_hour = _allocated(lf, OPERATING, "1h", tz, "operating_hours").filter(
         pl.col("_operating_hours_cov") > 0
@@ -178,7 +276,7 @@ def hour_of_day(main: pl.DataFrame | pl.LazyFrame, *, tz: str = "UTC") -> pl.Dat
     return (
         machines.join(hours, how="cross")
         .join(totals, on=["MachineId", "hour"], how="left")
-        .with_columns(pl.col("operating_hours").fill_null(0.0))
+        .with_columns(pl.col("operating_hours").fill_null(0.0), pl.lit(tz).alias("tz"))
         .sort("MachineId", "hour")
         .collect()
     )
@@ -284,3 +382,57 @@ def machine_state(
         .sort("MachineId")
     )
     return out.collect()
+
+
+def last_operating(main: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """``MachineId, last_operating``: the end of each machine's last interval in which its
+    operating-hours counter grew (UTC); machines whose counter never grew are left out."""
+    deltas = counter_deltas(_counter_frame(main), OPERATING)
+    return (
+        deltas.filter(pl.col("delta") > 0)
+        .group_by("MachineId")
+        .agg(pl.col("end").max().cast(TIME).alias("last_operating"))
+        .sort("MachineId")
+        .collect()
+    )
+
+
+def _local(moment: datetime, tz: str, zones: pl.DataFrame, machine: str | None) -> str:
+    if tz == SITE_TZ:
+        found = zones.filter(pl.col("MachineId") == machine).get_column("tz")
+        zone = found.item() if found.len() else "UTC"
+        return f"{moment.astimezone(ZoneInfo(zone)):%a %d %b %H:%M} local ({zone})"
+    return f"{moment.astimezone(ZoneInfo(tz)):%a %d %b %H:%M %Z}"
+
+
+def activity_summary(
+    main: pl.DataFrame | pl.LazyFrame,
+    *,
+    now: datetime | None = None,
+    tz: str = "UTC",
+    stale_after: str | timedelta = "2h",
+) -> str:
+    """One true sentence about the fleet's activity as of ``now``, for views and reports.
+
+    ``"3 of 33 machines operating, 1 idle, 29 off"``, or when nobody works
+    ``"all 33 machines off since Fri 27 Nov 16:05 CET"`` (the last time any operating-hours
+    counter grew, in ``tz``; with ``tz="site"`` in that machine's local time).
+    """
+    frame = _eager(main)
+    states = machine_state(frame, now=now, stale_after=stale_after)
+    n = states.height
+    if n == 0:
+        return "no machine in this data"
+    counts = dict(states.group_by("state").len().iter_rows())
+    busy = counts.get("operating", 0) + counts.get("idle", 0)
+    noun = "machine" if n == 1 else "machines"
+    if busy:
+        parts = [f"{counts[s]} {s}" for s in ("idle", "off", "no recent data") if counts.get(s)]
+        return ", ".join([f"{counts.get('operating', 0)} of {n} {noun} operating", *parts])
+    last = last_operating(frame).sort("last_operating").tail(1)
+    quiet = "off" if not counts.get("no recent data") else "off or silent"
+    if last.is_empty():
+        return f"all {n} {noun} {quiet}: no operating hours in this data"
+    machine, moment = last.row(0)
+    zones = machine_zones(frame) if tz == SITE_TZ else pl.DataFrame()
+    return f"all {n} {noun} {quiet} since {_local(moment, tz, zones, machine)}"

@@ -8,10 +8,18 @@ import polars as pl
 import pytest
 
 from tu_analytics.counters import TIME
-from tu_analytics.utilisation import daily_hours, fleet_utilisation, hour_of_day, machine_state
+from tu_analytics.utilisation import (
+    activity_summary,
+    daily_hours,
+    fleet_utilisation,
+    hour_of_day,
+    machine_state,
+)
 
 OP = "CumulativeOperatingHours"
 IDLE = "CumulativeIdleHours"
+
+IDENTITY_COLUMNS = ["tz", "EquipmentID", "OEMName", "Model", "site"]
 
 
 def at(hour: float, day: int = 1) -> datetime:
@@ -75,7 +83,14 @@ def two_days() -> pl.DataFrame:
 
 def test_daily_hours_spreads_across_midnight(two_days: pl.DataFrame) -> None:
     out = daily_hours(two_days)
-    assert out.columns == ["MachineId", "date", "operating_hours", "idle_hours", "utilisation"]
+    assert out.columns == [
+        "MachineId",
+        "date",
+        "operating_hours",
+        "idle_hours",
+        "utilisation",
+        *IDENTITY_COLUMNS,
+    ]
     assert out.schema["date"] == pl.Date
     m1 = out.filter(pl.col("MachineId") == "m1")
     assert m1["date"].to_list() == [date(2024, 1, 1), date(2024, 1, 2)]
@@ -187,7 +202,7 @@ def test_hour_of_day_is_dense_per_machine() -> None:
         ]
     )
     out = hour_of_day(frame)
-    assert out.columns == ["MachineId", "hour", "operating_hours"]
+    assert out.columns == ["MachineId", "hour", "operating_hours", *IDENTITY_COLUMNS]
     assert out.height == 24
     assert out["hour"].to_list() == list(range(24))
     hours = dict(zip(out["hour"].to_list(), out["operating_hours"].to_list(), strict=True))
@@ -282,9 +297,64 @@ def test_empty_input_gives_empty_frames_with_the_widget_columns() -> None:
         "operating_hours",
         "idle_hours",
         "utilisation",
+        *IDENTITY_COLUMNS,
     ]
     for result in (daily_hours(empty), fleet_utilisation(empty), hour_of_day(empty)):
         assert result.height == 0
     state = machine_state(empty)
     assert state.height == 0
     assert state.columns == ["MachineId", "state", "last_seen"]
+
+
+def test_site_time_puts_each_machine_in_its_local_zone() -> None:
+    """Two machines run 08:00–10:00 local on 2 Jan: one in Denmark, one in Denver."""
+    rows = []
+    for mid, lat, lon, utc_start in (("dk", 56.16, 10.22, 7), ("us", 39.74, -104.99, 15)):
+        for h, op in ((0, 0.0), (2, 2.0)):
+            t = at(utc_start + h, 2)
+            rows.append({**rec(mid, t, op=op), "lat": lat, "lon": lon, "loc_t": t})
+    main = main_frame(rows)
+    hours = hour_of_day(main, tz="site").filter(pl.col("operating_hours") > 0)
+    assert dict(hours.group_by("MachineId").agg(pl.col("tz").first()).iter_rows()) == {
+        "dk": "Europe/Copenhagen",
+        "us": "America/Denver",
+    }
+    for mid in ("dk", "us"):
+        assert hours.filter(pl.col("MachineId") == mid).get_column("hour").to_list() == [8, 9]
+    days = daily_hours(main, tz="site")
+    assert days.get_column("date").to_list() == [date(2024, 1, 2), date(2024, 1, 2)]
+    assert days.get_column("site").to_list() == ["56.2°N 10.2°E", "Denver"]
+    # One zone for everyone, as before.
+    utc = hour_of_day(main, tz="UTC").filter(pl.col("operating_hours") > 0)
+    assert sorted(set(utc.get_column("hour").to_list())) == [7, 8, 15, 16]
+
+
+def test_identity_is_as_known_at_the_end_of_each_day() -> None:
+    rows = [rec("m", at(8, 1), op=0.0), rec("m", at(10, 1), op=2.0)]
+    rows += [rec("m", at(8, 2), op=2.0), rec("m", at(10, 2), op=4.0)]
+    main = main_frame(rows).with_columns(pl.Series("EquipmentID", ["EX-1", None, "EX-2", None]))
+    days = daily_hours(main)
+    assert days.select("date", "EquipmentID").rows() == [
+        (date(2024, 1, 1), "EX-1"),  # the rename on day 2 does not rewrite day 1
+        (date(2024, 1, 2), "EX-2"),
+    ]
+
+
+def test_activity_summary_says_what_is_true_at_any_hour() -> None:
+    # Three machines worked until Fri 5 Jan 2024 15:05 UTC (16:05 in Copenhagen), then stopped.
+    friday = datetime(2024, 1, 5, 14, 5, tzinfo=UTC)
+    rows = []
+    for mid in ("a", "b", "c"):
+        for h, op in ((0, 10.0), (1, 11.0), (3, 11.0), (60, 11.0)):
+            t = friday + timedelta(hours=h)
+            rows.append({**rec(mid, t, op=op), "lat": 55.71, "lon": 12.6, "loc_t": t})
+    main = main_frame(rows)
+    assert activity_summary(main, tz="Europe/Copenhagen") == (
+        "all 3 machines off since Fri 05 Jan 16:05 CET"
+    )
+    assert activity_summary(main, tz="site") == (
+        "all 3 machines off since Fri 05 Jan 16:05 local (Europe/Copenhagen)"
+    )
+    working = activity_summary(main, now=friday + timedelta(hours=1))
+    assert working == "3 of 3 machines operating"
+    assert activity_summary(main_frame([])) == "no machine in this data"

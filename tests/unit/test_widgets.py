@@ -20,6 +20,7 @@ from tu_analytics.widgets import MachineMap, UtilisationView, map_figure, positi
 from tu_analytics.widgets._data import fit_view, last_values, machine_labels, valid_positions
 from tu_analytics.widgets._errors import ErrorBox
 from tu_analytics.widgets.map import STATES, MapOptions, prepare_map
+from tu_analytics.widgets.status import receipt
 
 T0 = datetime(2024, 5, 6, 6, 0, tzinfo=UTC)
 TIME = pl.Datetime("ms", "UTC")
@@ -112,16 +113,26 @@ def main() -> pl.DataFrame:
     return make_main()
 
 
+def y_to_lat(y: float) -> float:
+    """The inverse of the map's Web Mercator y (tu_analytics.widgets._basemap.project)."""
+    return float(np.degrees(2 * np.arctan(np.exp(np.radians(y))) - np.pi / 2))
+
+
 def markers(fig: Any) -> dict[str, tuple[float, float, str]]:
-    """MachineId -> (lat, lon, trace name) over every visible marker trace of a map figure."""
+    """MachineId -> (exact lat, lon from the hover, state) over the visible machine markers.
+
+    Machines at one site are drawn on a ring around it; hover keeps the exact position.
+    """
+    if isinstance(fig, MachineMap):
+        fig = fig.figure_widget if fig.figure_widget is not None else fig.figure()
     out: dict[str, tuple[float, float, str]] = {}
     for trace in fig.data:
-        if trace.mode != "markers" or trace.visible is False or trace.lat is None:
+        if trace.mode != "markers" or trace.visible is False or trace.customdata is None:
             continue
-        custom = np.asarray(trace.customdata) if trace.customdata is not None else []
-        for lat, lon, row in zip(trace.lat, trace.lon, custom, strict=True):
+        for row in np.asarray(trace.customdata):
             assert row[3] not in out
-            out[str(row[3])] = (float(lat), float(lon), trace.name)
+            lat, lon = (float(v) for v in str(row[10]).split(", "))
+            out[str(row[3])] = (lat, lon, trace.name.split(" (")[0])
     return out
 
 
@@ -178,7 +189,7 @@ def test_fit_view_contains_the_points() -> None:
 
 def test_map_draws_exactly_the_machines_with_valid_positions(main: pl.DataFrame) -> None:
     m = MachineMap(main)
-    got = markers(m.figure_widget)
+    got = markers(m)
     assert set(got) == {"M1", "M2", "M5"}
     # M1's last record is an altitude-only (0, 0) fix: its previous real position is shown.
     assert got["M1"][:2] == pytest.approx((56.15 + 0.001 * 16, 10.2 + 0.002 * 16))
@@ -190,14 +201,14 @@ def test_map_draws_exactly_the_machines_with_valid_positions(main: pl.DataFrame)
 
 def test_map_colours_by_state(main: pl.DataFrame) -> None:
     m = MachineMap(main)
-    got = markers(m.figure_widget)
+    got = markers(m)
     assert {k: v[2] for k, v in got.items()} == {"M1": "operating", "M2": "idle", "M5": "off"}
     expected = utilisation.machine_state(main).filter(pl.col("MachineId").is_in(["M1", "M2", "M5"]))
     assert dict(expected.select("MachineId", "state").iter_rows()) == {
         k: v[2] for k, v in got.items()
     }
     # Hover carries identity and last values.
-    trace = next(t for t in m.figure_widget.data if t.name == "operating")
+    trace = next(t for t in m.figure().data if t.name == "operating (1)")
     row = list(trace.customdata[0])
     assert row[:5] == ["EX-01", "CAT", "320", "M1", "operating"]
     assert row[5] == "1003.0 h"  # CumulativeOperatingHours, last reading (18 × 10 min)
@@ -207,16 +218,16 @@ def test_map_colours_by_state(main: pl.DataFrame) -> None:
 
 def test_map_states_go_stale(main: pl.DataFrame) -> None:
     m = MachineMap(main, now=T0 + timedelta(days=2))
-    assert {v[2] for v in markers(m.figure_widget).values()} == {"no recent data"}
+    assert {v[2] for v in markers(m).values()} == {"no recent data"}
 
 
 def test_map_colours_by_an_insight(main: pl.DataFrame) -> None:
     m = MachineMap(main, color_by="FuelLevel")
-    fig = m.figure_widget
+    fig = m.figure()
     value = next(t for t in fig.data if t.name == "value")
-    no_value = fig.data[-1]
+    no_value = next(t for t in fig.data if t.name == "no FuelLevel")
     assert value.visible is True
-    assert all(t.visible is False for t in fig.data if t.name in STATES)
+    assert all(t.visible is False for t in fig.data if t.name.split(" (")[0] in STATES)
     ids = [row[3] for row in value.customdata]
     assert sorted(ids) == ["M1", "M2"]
     assert list(value.marker.color) == [63.0, 63.0]
@@ -229,25 +240,25 @@ def test_map_colours_by_an_insight(main: pl.DataFrame) -> None:
 def test_map_filters(main: pl.DataFrame) -> None:
     m = MachineMap(main)
     m.set_options(oems=("CAT",))
-    assert set(markers(m.figure_widget)) == {"M1", "M5"}
+    assert set(markers(m)) == {"M1", "M5"}
     m.set_options(oems=(), sites=("Odense",))
-    assert set(markers(m.figure_widget)) == {"M2"}
+    assert set(markers(m)) == {"M2"}
     m.set_options(sites=(), models=("320",))
-    assert set(markers(m.figure_widget)) == {"M1", "M5"}
-    assert m._sites.description == "City"
+    assert set(markers(m)) == {"M1", "M5"}
+    assert m._sites.description == "site"  # from City, by tu_analytics.sites
     assert list(m._oems.options) == ["Atlas Copco", "CAT", "JLG", "Volvo"]
 
 
 def test_map_controls_drive_the_figure_like_a_user(main: pl.DataFrame) -> None:
     m = MachineMap(main)
     m._oems.value = ("Volvo",)  # what a click in the frontend does
-    assert set(markers(m.figure_widget)) == {"M2"}
+    assert set(markers(m)) == {"M2"}
     m._color_by.value = "CumulativeOperatingHours"
-    value = next(t for t in m.figure_widget.data if t.name == "value")
+    value = next(t for t in m.figure().data if t.name == "value")
     assert [row[3] for row in value.customdata] == ["M2"]
     m._oems.value = ()
     m._color_by.value = "state"
-    assert set(markers(m.figure_widget)) == {"M1", "M2", "M5"}
+    assert set(markers(m)) == {"M1", "M2", "M5"}
 
 
 def test_site_column_is_preferred_over_city(main: pl.DataFrame) -> None:
@@ -260,56 +271,59 @@ def test_site_column_is_preferred_over_city(main: pl.DataFrame) -> None:
     m = MachineMap(with_site)
     assert m._sites.description == "Site"
     m.set_options(sites=("North",))
-    assert set(markers(m.figure_widget)) == {"M1"}
+    assert set(markers(m)) == {"M1"}
 
 
 def test_map_update_mutates_the_same_figure_widget(main: pl.DataFrame) -> None:
-    m = MachineMap(main.filter(pl.col("MachineId") == "M2"))
+    m = MachineMap(main.filter(pl.col("MachineId") == "M2"), live=True)
     fig = m.figure_widget
+    assert fig is not None
     n_traces = len(fig.data)
     assert set(markers(fig)) == {"M2"}
     m.update(main)
     assert m.figure_widget is fig
-    assert m.widget.children[2] is fig
+    assert m.widget.children[3] is fig
     assert len(fig.data) == n_traces
     assert set(markers(fig)) == {"M1", "M2", "M5"}
 
 
 def test_map_refits_only_when_the_machines_change(main: pl.DataFrame) -> None:
-    m = MachineMap(main.filter(pl.col("MachineId") == "M2"))
+    m = MachineMap(main.filter(pl.col("MachineId") == "M2"), live=True)
     fig = m.figure_widget
-    assert fig.layout.map.center.lat == pytest.approx(55.4)
-    fig.layout.map.zoom = 3.0  # the user zoomed out
+    assert fig is not None
+    x0, x1 = fig.layout.xaxis.range
+    assert x0 < CITY["Odense"][1] < x1
+    fig.layout.xaxis.range = (0.0, 1.0)  # the user panned away
     m.update(main.filter(pl.col("MachineId") == "M2").with_columns(pl.lit(55.41).alias("Latitude")))
-    assert fig.layout.map.zoom == 3.0  # same machines: the view is left alone
+    assert fig.layout.xaxis.range == (0.0, 1.0)  # same machines: the view is left alone
     m.update(main)
-    assert fig.layout.map.zoom != 3.0
-    assert 55.4 < fig.layout.map.center.lat < 56.2
+    x0, x1 = fig.layout.xaxis.range
+    assert all(x0 < lon < x1 for _, lon, _ in markers(m).values())
 
 
 def test_map_trails(main: pl.DataFrame) -> None:
     m = MachineMap(main, trails=True, trail_points=5)
-    trail = m.figure_widget.data[0]
+    trail = next(t for t in m.figure().data if t.name == "trails")
     assert trail.visible is True
-    lats = list(trail.lat)
+    lats = [None if y is None else y_to_lat(y) for y in trail.y]
     # Only M1 moves; parked machines add no line. Five points, then the gap marker.
     assert lats[-1] is None
     assert len(lats) == 6
     assert lats[:-1] == pytest.approx([56.15 + 0.001 * i for i in range(12, 17)])
     m._trails.value = False
-    assert m.figure_widget.data[0].visible is False
+    assert next(t for t in m.figure().data if t.name == "trails").visible is False
 
 
 def test_map_handles_empty_and_minimal_frames() -> None:
     m = MachineMap()
-    assert markers(m.figure_widget) == {}
+    assert markers(m) == {}
     m.update(pl.DataFrame())
     assert m.machines.height == 0
     minimal = pl.DataFrame(
         {"MachineId": ["a", "b"], "Latitude": [55.0, 0.0], "Longitude": [9.0, 0.0]}
     )
     m.update(minimal)
-    assert set(markers(m.figure_widget)) == {"a"}
+    assert set(markers(m)) == {"a"}
     assert m.errors.count == 0
 
 
@@ -326,45 +340,73 @@ def test_render_recomputes_when_controls_changed_meanwhile(main: pl.DataFrame) -
     prepared = m.prepare(main)  # e.g. in the pump's worker thread
     m.set_options(oems=("Volvo",))  # the user clicks before the tick renders
     m.render(prepared)
-    assert set(markers(m.figure_widget)) == {"M2"}
+    assert set(markers(m)) == {"M2"}
     with pytest.raises(TypeError):
         m.render("nonsense")
 
 
 def test_static_figures_match_the_widget(main: pl.DataFrame) -> None:
-    m = MachineMap(main, color_by="FuelLevel")
+    m = MachineMap(main, color_by="FuelLevel", live=True)
     static = m.figure()
     assert type(static) is go.Figure
-    assert markers(static) == markers(m.figure_widget)
-    assert static.layout.map.style == "white-bg"
-    assert static.layout.map.center == m.figure_widget.layout.map.center
+    assert markers(static) == markers(m)
+    assert static.layout.xaxis.range == m.figure_widget.layout.xaxis.range  # type: ignore[union-attr]
     standalone = map_figure(main, color_by="FuelLevel")
     assert markers(standalone) == markers(static)
-    flat = positions_figure(prepare_map(main))
-    xy = {
-        row[3]: (y, x)
-        for t in flat.data
-        if t.mode == "markers" and t.visible is not False
-        for x, y, row in zip(t.x, t.y, t.customdata, strict=True)
-    }
-    assert xy == {k: v[:2] for k, v in markers(map_figure(main)).items()}
+    assert markers(positions_figure(prepare_map(main))) == markers(map_figure(main))
+
+
+def test_figure_never_builds_a_widget(main: pl.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_widget(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a FigureWidget was built")
+
+    monkeypatch.setattr(go, "FigureWidget", no_widget)
+    m = MachineMap(main)
+    assert m.figure_widget is None
+    assert markers(m.figure())
+    assert "application/vnd.plotly.v1+json" in m._repr_mimebundle_()
 
 
 def test_map_style_is_configurable(main: pl.DataFrame) -> None:
-    m = MachineMap(main, map_style="carto-positron")
-    assert m.figure_widget.layout.map.style == "carto-positron"
-    assert m.figure().layout.map.style == "carto-positron"
+    m = MachineMap(main, map_style="carto-positron", live=True)
+    assert m.figure_widget is not None
+    fig = m.figure()
+    assert fig.layout.map.style == m.figure_widget.layout.map.style
+    # A tile style says on the map that its tiles need the internet, and its style is inline:
+    # the Natural Earth base layer under the provider's raster tiles, so a failed tile load
+    # still leaves land, borders and markers.
+    assert "internet" in fig.layout.annotations[0].text
+    style = fig.layout.map.style
+    assert [layer["id"] for layer in style["layers"]] == [
+        "water",
+        "land",
+        "coast",
+        "borders",
+    ]
+    (tiles,) = fig.layout.map.layers
+    assert tiles.sourcetype == "raster"
+    assert "cartocdn" in tiles.source[0]
+    assert tiles.below == "traces"
+    assert len(style["sources"]["land"]["data"]["features"]) > 50
+    assert all(t.type == "scattermap" for t in fig.data)
+    custom = map_figure(main, map_style="https://example.org/style.json")
+    assert custom.layout.map.style == "https://example.org/style.json"
 
 
 def test_mimebundle_has_the_widget_and_static_fallbacks(main: pl.DataFrame) -> None:
     m = MachineMap(main)
     bundle = m._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == m.widget.model_id
-    assert bundle["application/vnd.plotly.v1+json"]["data"][1]["type"] == "scattermap"
+    assert bundle["application/vnd.plotly.v1+json"]["data"][0]["name"] == "land"
+    # plotly.js is never stored per figure: the text/html fallback loads it from its CDN.
     assert "Plotly.newPlot" in bundle["text/html"]
+    assert len(bundle["text/html"]) < 1_000_000
     json.dumps(bundle)  # the kernel must be able to send it
+    live = MachineMap(main, live=True)
+    live._repr_mimebundle_()
     # The figure widget re-sent its full state (plotly.py #4998 guard).
-    assert len(m.figure_widget._widget_data) == len(m.figure_widget.data)
+    assert live.figure_widget is not None
+    assert len(live.figure_widget._widget_data) == len(live.figure_widget.data)
     no_fallback = MachineMap(main, fallback=False)._repr_mimebundle_()
     assert set(no_fallback) == {"text/plain", "application/vnd.jupyter.widget-view+json"}
 
@@ -414,47 +456,71 @@ def test_utilisation_data_are_the_utilisation_functions(main: pl.DataFrame) -> N
 
 
 def test_utilisation_figures_hold_the_data(main: pl.DataFrame) -> None:
-    view = UtilisationView(main)
+    view = UtilisationView(main, live=True)
     figs = view.figure_widgets
-    daily = figs["daily"]
-    assert daily.layout.barmode == "stack"
-    assert [t.name for t in daily.data] == ["operating", "idle"]
-    _dates, labels = daily.data[0].x
-    assert len(labels) == view.data.daily.height == 5
-    by_label = dict(zip(labels, daily.data[1].y, strict=True))
-    assert by_label["WL-02"] == pytest.approx(
-        view.data.daily.filter(label="WL-02").item(0, "idle_hours")
-    )
+    daily = figs["daily"].data[0]
+    d = view.data.daily
+    assert daily.type == "heatmap"  # machine × day: one row per machine, however many
+    assert list(daily.y) == sorted(d.get_column("label").unique().to_list())
+    assert list(daily.x) == sorted({str(v) for v in d.get_column("date").to_list()})
+    z = np.asarray(daily.z)
+    assert z.shape == (len(daily.y), len(daily.x))
+    assert z.sum() == pytest.approx(d.get_column("operating_hours").fill_null(0).sum())
+    assert daily.zmin == 0
+    assert "sum of the operating-hour counter's increase" in figs["daily"].layout.title.text
     heat = figs["hour_of_day"].data[0]
-    assert np.asarray(heat.z).shape == (5, 24)
-    assert list(heat.y) == sorted(labels)
+    assert np.asarray(heat.z).shape == (len(daily.y), 24)
+    assert heat.zmin == 0
     fleet = figs["fleet"].data[0]
     assert list(fleet.y) == pytest.approx(
         [u * 100 for u in view.data.fleet.get_column("utilisation")]
     )
+    assert figs["fleet"].layout.yaxis.range[0] == 0
+
+
+def test_utilisation_labels_carry_the_site(main: pl.DataFrame) -> None:
+    view = UtilisationView(main)
+    labels = set(view.data.daily.get_column("label").to_list())
+    assert "WL-02 · Odense" in labels
+
+
+def test_all_zero_utilisation_is_drawn_as_zero_and_says_why(main: pl.DataFrame) -> None:
+    idle = main.with_columns(
+        pl.lit(500.0).alias("CumulativeOperatingHours"), pl.lit(50.0).alias("CumulativeIdleHours")
+    )
+    figs = UtilisationView(idle).figures()
+    daily = figs["daily"].data[0]
+    assert np.asarray(daily.z).max() == 0
+    assert (daily.zmin, daily.zmax) == (0, 1)  # zero at the white end, not mid-scale
+    assert figs["hour_of_day"].data[0].zmin == 0
+    assert figs["fleet"].layout.yaxis.range[0] == 0
+    note = [a.text for a in figs["daily"].layout.annotations]
+    assert note == ["all 5 machines off: no operating hours in this data"]
 
 
 def test_utilisation_update_mutates_the_same_widgets(main: pl.DataFrame) -> None:
-    view = UtilisationView(main.filter(pl.col("MachineId") == "M1"))
+    view = UtilisationView(main.filter(pl.col("MachineId") == "M1"), live=True)
     before = view.figure_widgets
     assert view.data.daily.height == 1
     view.update(main)
     after = view.figure_widgets
     assert all(before[k] is after[k] for k in before)
     assert view.data.daily.height == 5
-    assert len(after["daily"].data) == 2
+    assert len(after["daily"].data) == 1
 
 
 def test_utilisation_static_figures_and_bundle(main: pl.DataFrame) -> None:
     view = UtilisationView(main)
+    assert view.figure_widgets == {}  # static unless live: no plotly.js per figure
     static = view.figures()
     assert set(static) == {"daily", "fleet", "hour_of_day"}
     assert all(type(f) is go.Figure for f in static.values())
-    assert list(static["daily"].data[0].y) == list(view.figure_widgets["daily"].data[0].y)
     bundle = view._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["text/html"].count("Plotly.newPlot") == 3
     json.dumps(bundle)
+    live = UtilisationView(main, live=True)
+    assert list(live.figures()["daily"].data[0].y) == list(live.figure_widgets["daily"].data[0].y)
 
 
 def test_utilisation_handles_empty_frames() -> None:
@@ -499,7 +565,7 @@ def test_error_box_guard_and_clear() -> None:
 
 def test_exported_members_are_complete() -> None:
     public = {name for name in dir(widgets) if not name.startswith("_")}
-    modules = {"map", "utilisation"}
+    modules = {"map", "utilisation", "status"}
     assert set(widgets.__all__) == public - modules
     for name in widgets.__all__:
         assert getattr(widgets, name).__module__.startswith("tu_analytics.widgets")
@@ -513,6 +579,9 @@ def test_exported_members_are_complete() -> None:
         "widgets/utilisation.py",
         "widgets/_data.py",
         "widgets/_errors.py",
+        "widgets/_basemap.py",
+        "widgets/status.py",
+        "sites.py",
         "live.py",
         "report.py",
     ],
@@ -529,3 +598,51 @@ def test_views_never_import_connection_code(module: str) -> None:
             imported |= {f"{node.module}.{alias.name}" for alias in node.names}
     forbidden = ("_kafka", "_settings", "sandbox", "_connection", "_registry", "confluent_kafka")
     assert not [m for m in imported if any(part in m.split(".") for part in forbidden)]
+
+
+def test_map_has_context_a_legend_and_counts_per_site(main: pl.DataFrame) -> None:
+    one_state = main.filter(pl.col("MachineId").is_in(["M1", "M5"]))  # both at one site
+    fig = map_figure(one_state)
+    assert fig.layout.showlegend is True  # even when every machine shares a state
+    by_name = {t.name.split(" (")[0]: t for t in fig.data}
+    assert len(by_name["land"].x) > 100
+    assert len(by_name["borders"].x) > 10
+    assert by_name["cities"].text  # city labels near the fleet
+    sites = by_name["site: number of machines"]
+    assert list(sites.text) == ["2"]
+    assert "2 machines" in sites.customdata[0]
+    # Machines of a site are spread around it, and each keeps its exact position in hover.
+    shown = {
+        (round(x, 6), round(y, 6))
+        for t in fig.data
+        if t.mode == "markers"
+        for x, y in zip(t.x, t.y, strict=True)
+    }
+    assert len(shown) == 2
+    assert set(markers(fig)) == {"M1", "M5"}
+
+
+def test_empty_map_still_shows_the_world_and_says_why() -> None:
+    fig = map_figure(pl.DataFrame())
+    land = next(t for t in fig.data if t.name == "land")
+    assert len(land.x) > 100
+    assert [a.text for a in fig.layout.annotations] == ["no machine with a position in this data"]
+
+
+def test_live_map_says_when_the_last_record_came(main: pl.DataFrame) -> None:
+    m = MachineMap(main, live=True)
+    status = m.widget.children[2]
+    newest = main.get_column("kafka_timestamp").max()
+    assert status.last_record_ms == newest.timestamp() * 1000  # type: ignore[union-attr]
+    assert "records/s over the last 60 s" in status.rate_text
+
+
+def test_receipt_rate_counts_records_received_in_the_last_minute() -> None:
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    frame = pl.DataFrame(
+        {"kafka_timestamp": [now - timedelta(seconds=s) for s in (1, 2, 30, 59, 61, 3600)]}
+    )
+    got = receipt(frame, now=now)
+    assert got.records_per_s == pytest.approx(4 / 60)
+    assert got.last_record == now - timedelta(seconds=1)
+    assert receipt(pl.DataFrame(), now=now).records_per_s == 0.0

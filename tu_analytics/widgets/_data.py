@@ -28,6 +28,7 @@ __all__ = [
     "machine_labels",
     "numeric_insights",
     "site_column",
+    "static_bundle",
     "valid_positions",
     "view_bundle",
 ]
@@ -187,6 +188,18 @@ def fit_view(
     z_lon = math.log2(width * 360 / (512 * lon_span))
     z_lat = math.log2(height * 360 * coslat / (512 * lat_span))
     return centre, float(min(max(min(z_lon, z_lat), 0.5), 14.0))
+
+
+def static_bundle(fig: go.Figure) -> dict[str, Any]:
+    """A figure's mime bundle without plotly.js: JupyterLab's plotly renderer draws the JSON.
+
+    So a notebook stores each figure's data only, never a copy of plotly.js per figure.
+    """
+    # Through plotly's own encoder: the kernel's JSON cannot serialise numpy arrays.
+    return {
+        "application/vnd.plotly.v1+json": json.loads(fig.to_json()),
+        "text/plain": f"<plotly figure: {len(fig.data)} traces>",
+    }
 
 
 def view_bundle(

@@ -5,7 +5,11 @@ every update assigns new arrays to those traces inside ``batch_update()``, so a 
 message and the figure is never re-created. :func:`map_figure` builds the same picture as a
 static ``go.Figure`` (reports, nbviewer, GitHub).
 
-Map tiles need the internet; the default style ``white-bg`` needs none, so markers draw offline.
+The default style ``"base"`` draws on the shipped Natural Earth base layer (land, coastlines,
+borders, city labels) on plain axes: it needs no network, no WebGL and no tiles. A tile style
+(``"carto-positron"``, ``"open-street-map"``, ...) draws the same base layer on a MapLibre map
+and says on the map that its tiles need the internet. Machines at one site are spread on a small
+ring around a marker that shows how many they are; hover shows each one's exact position.
 """
 
 from __future__ import annotations
@@ -21,7 +25,18 @@ import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 
+from tu_analytics.sites import assign_sites
 from tu_analytics.utilisation import machine_state
+from tu_analytics.widgets._basemap import (
+    WATER,
+    WORLD,
+    Bounds,
+    layer_arrays,
+    project,
+    tile_layers,
+    tile_style,
+    trace_styles,
+)
 from tu_analytics.widgets._data import (
     FILE_WORKER_JS,
     IDENTITY,
@@ -30,10 +45,12 @@ from tu_analytics.widgets._data import (
     machine_labels,
     numeric_insights,
     site_column,
+    static_bundle,
     valid_positions,
     view_bundle,
 )
 from tu_analytics.widgets._errors import ErrorBox
+from tu_analytics.widgets.status import LiveStatus
 
 __all__ = [
     "STATES",
@@ -41,6 +58,7 @@ __all__ = [
     "MachineMap",
     "MapData",
     "MapOptions",
+    "is_tile_style",
     "map_figure",
     "positions_figure",
     "prepare_map",
@@ -55,15 +73,19 @@ STATE_COLOURS: dict[str, str] = {
 }
 _HOURS = "CumulativeOperatingHours"
 _FUEL = "FuelLevel"
-# Trace order is fixed for the life of a figure: trails (below), one trace per state, then the
-# continuous colouring and the machines that have no value for it.
-_TRAILS = 0
-_STATE0 = 1
+# Trace order is fixed for the life of a figure: the base layer (land, borders, city labels),
+# trails, one trace per state, the continuous colouring and the machines that have no value for
+# it, and the site markers with their counts.
+_OFFLINE_STYLES = frozenset({"base", "white-bg"})
+_LAND = 0
+_TRAILS = 3
+_STATE0 = 4
 # Later traces draw on top: machines at one site overlap, and a working machine should not
 # hide under an idle one. The legend keeps the STATES order through legendrank.
 _DRAW_ORDER: tuple[str, ...] = tuple(reversed(STATES))
 _VALUE = _STATE0 + len(STATES)
 _NO_VALUE = _VALUE + 1
+_SITES = _NO_VALUE + 1
 _HOVER = (
     "<b>%{customdata[0]}</b><br>"
     "%{customdata[1]} %{customdata[2]}<br>"
@@ -72,7 +94,8 @@ _HOVER = (
     "operating hours: %{customdata[5]}<br>"
     "fuel level: %{customdata[6]}<br>"
     "last seen: %{customdata[7]}<br>"
-    "site: %{customdata[8]}"
+    "site: %{customdata[8]}<br>"
+    "position: %{customdata[10]}"
 )
 _CUSTOM = (
     "label",
@@ -85,6 +108,19 @@ _CUSTOM = (
     "seen_text",
     "site_text",
     "value_text",
+    "position_text",
+)
+
+
+_EMPTY_SITES = pl.DataFrame(
+    schema={
+        "site": pl.String,
+        "lat": pl.Float64,
+        "lon": pl.Float64,
+        "machines": pl.Int64,
+        "hover": pl.String,
+        "radius": pl.Float64,
+    }
 )
 
 
@@ -115,6 +151,8 @@ class MapData:
     """Values offered by the controls: ``sites``, ``oems``, ``models``, ``insights``."""
     without_position: int = 0
     """Machines in the frame that have no valid position (not drawn)."""
+    sites: pl.DataFrame = field(default_factory=lambda: _EMPTY_SITES.clear())
+    """One row per site with machines on the map: ``site, lat, lon, machines, hover``."""
 
 
 def _latest_positions(positions: pl.DataFrame) -> pl.DataFrame:
@@ -172,6 +210,8 @@ def _empty(options: MapOptions, frame: pl.DataFrame) -> MapData:
             "Longitude": pl.Float64,
             "state": pl.String,
             "value": pl.Float64,
+            "shown_lat": pl.Float64,
+            "shown_lon": pl.Float64,
             **dict.fromkeys(_CUSTOM[:3], pl.String),
             **dict.fromkeys(_CUSTOM[5:], pl.String),
         }
@@ -205,6 +245,8 @@ def prepare_map(
     if frame.is_empty() or "MachineId" not in frame.columns:
         return _empty(options, frame)
     site = site_column(frame)
+    if site is None or site == "City":
+        frame, site = assign_sites(frame), "site"
     value_col = options.color_by if options.color_by != "state" else None
     wanted = [*IDENTITY[1:], _HOURS, _FUEL, *([site] if site else [])]
     info = last_values(frame, wanted).join(machine_labels(frame), on="MachineId", how="left")
@@ -252,7 +294,11 @@ def prepare_map(
         .fill_null("–")
         .alias("site_text"),
         _text(pl.col("value"), 2, "").alias("value_text"),
+        pl.format("{}, {}", pl.col("Latitude").round(5), pl.col("Longitude").round(5)).alias(
+            "position_text"
+        ),
     ).sort("label")
+    machines, sites = _spread(machines)
 
     trails = (
         _trails(positions, machines.get_column("MachineId").to_list(), trail_points)
@@ -267,28 +313,103 @@ def prepare_map(
         site_column=site,
         choices=choices,
         without_position=known.height - known.join(latest, on="MachineId", how="semi").height,
+        sites=sites,
     )
 
 
+def _spread(machines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Display positions (``shown_lat``/``shown_lon``) and one marker per site.
+
+    Machines of one site (same ``site_text``; else the same position to ~100 m) are put on a
+    ring around the site's centre, so each stays visible and hoverable; hover keeps the exact
+    position. The ring's radius is a fixed share of the fleet's extent, so it looks the same
+    at the view the map opens with.
+    """
+    if machines.is_empty():
+        return machines, _EMPTY_SITES.clear()
+    key = (
+        pl.when(pl.col("site_text") != "–")
+        .then(pl.col("site_text"))
+        .otherwise(pl.format("{} {}", pl.col("Latitude").round(3), pl.col("Longitude").round(3)))
+    )
+    m = machines.with_columns(key.alias("__site"))
+    centres = m.group_by("__site", maintain_order=True).agg(
+        pl.col("Latitude").mean().alias("lat"),
+        pl.col("Longitude").mean().alias("lon"),
+        pl.len().alias("machines"),
+        *(pl.col("state").eq(s).sum().alias(s) for s in STATES),
+    )
+    spans = centres.select(
+        (pl.col("lat").max() - pl.col("lat").min()).alias("lat"),
+        (pl.col("lon").max() - pl.col("lon").min()).alias("lon"),
+    ).row(0)
+    lat_span, lon_span = float(spans[0]), float(spans[1])
+    radius = 0.025 * max(lat_span * 1.4, lon_span * 1.4, 4.0)
+    m = m.join(centres.select("__site", "lat", "lon", "machines"), on="__site", how="left")
+    k = pl.int_range(pl.len()).over("__site").cast(pl.Float64)
+    angle = 2 * math.pi * k / pl.col("machines").cast(pl.Float64)
+    coslat = pl.col("lat").radians().cos().clip(0.2, 1.0)
+    many = pl.col("machines") > 1
+    m = m.with_columns(
+        pl.when(many)
+        .then(pl.col("lat") + radius * angle.sin())
+        .otherwise(pl.col("Latitude"))
+        .alias("shown_lat"),
+        pl.when(many)
+        .then(pl.col("lon") + radius * angle.cos() / coslat)
+        .otherwise(pl.col("Longitude"))
+        .alias("shown_lon"),
+    ).drop("__site", "lat", "lon", "machines")
+    counts = pl.concat_str(
+        [pl.when(pl.col(s) > 0).then(pl.format("{} " + s, pl.col(s))) for s in STATES],
+        separator=", ",
+        ignore_nulls=True,
+    )
+    sites = centres.select(
+        pl.col("__site").alias("site"),
+        "lat",
+        "lon",
+        pl.col("machines").cast(pl.Int64),
+        pl.format(
+            "<b>{}</b><br>{} machines: {}", pl.col("__site"), pl.col("machines"), counts
+        ).alias("hover"),
+        pl.lit(radius).alias("radius"),
+    )
+    return m, sites
+
+
+def is_tile_style(map_style: str | dict[str, Any]) -> bool:
+    """Whether ``map_style`` needs MapLibre (and tiles); ``"base"``/``"white-bg"`` do not."""
+    return not (isinstance(map_style, str) and map_style in _OFFLINE_STYLES)
+
+
+def _trace(tiles: bool, **kw: Any) -> go.Scatter | go.Scattermap:
+    if tiles:
+        kw.pop("connectgaps", None)
+        return go.Scattermap(**kw)
+    return go.Scatter(**kw)
+
+
 def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
-    traces: list[go.Scattermap] = [
-        go.Scattermap(
+    tiles = is_tile_style(map_style)
+    styles = trace_styles()
+    traces = [_trace(tiles, **styles[name]) for name in ("land", "borders", "places")]
+    traces.append(
+        _trace(
+            tiles,
             name="trails",
             mode="lines",
-            lat=[],
-            lon=[],
             hoverinfo="skip",
             showlegend=False,
             line={"width": 2, "color": "rgba(60,90,140,0.45)"},
             connectgaps=False,
         )
-    ]
+    )
     traces += [
-        go.Scattermap(
+        _trace(
+            tiles,
             name=state,
             mode="markers",
-            lat=[],
-            lon=[],
             legendgroup="state",
             legendrank=1000 + STATES.index(state),
             marker={"size": 11, "color": STATE_COLOURS[state]},
@@ -297,11 +418,10 @@ def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
         for state in _DRAW_ORDER
     ]
     traces += [
-        go.Scattermap(
+        _trace(
+            tiles,
             name="value",
             mode="markers",
-            lat=[],
-            lon=[],
             showlegend=False,
             visible=False,
             marker={
@@ -312,25 +432,85 @@ def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
             },
             hovertemplate=_HOVER + "<br>%{meta}: %{customdata[9]}<extra></extra>",
         ),
-        go.Scattermap(
+        _trace(
+            tiles,
             name="no value",
             mode="markers",
-            lat=[],
-            lon=[],
             visible=False,
             marker={"size": 9, "color": "#c7c7c7"},
             hovertemplate=_HOVER + "<extra></extra>",
+        ),
+        _trace(
+            tiles,
+            name="site: number of machines",
+            mode="markers+text",
+            legendrank=2000,
+            marker={
+                "size": 24,
+                "color": "rgba(255,255,255,0.85)",
+                **({} if tiles else {"line": {"color": "#334", "width": 1.5}}),
+            },
+            textfont={"size": 12, "color": "#223"},
+            hovertemplate="%{customdata}<extra></extra>",
         ),
     ]
     fig = go.Figure(data=traces)
     fig.update_layout(
         height=height,
         margin={"l": 0, "r": 0, "t": 30, "b": 0},
-        map={"style": map_style, "center": {"lat": 20, "lon": 0}, "zoom": 1, "uirevision": "keep"},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+        # Always a legend, even when every machine shares one state (plotly hides it then).
+        showlegend=True,
         uirevision="keep",
     )
+    if tiles:
+        fig.update_layout(
+            map={
+                "style": tile_style(map_style),
+                "center": {"lat": 20, "lon": 0},
+                "zoom": 1,
+                "uirevision": "keep",
+                "layers": tile_layers(map_style),
+            },
+            annotations=[_tile_notice(map_style)],
+        )
+    else:
+        axis = {"visible": False, "showgrid": False, "zeroline": False}
+        fig.update_layout(
+            plot_bgcolor=WATER,
+            # The plot area shrinks to the ranges' shape, so the whole fleet is always in view.
+            xaxis={**axis, "constrain": "domain"},
+            yaxis={**axis, "scaleanchor": "x", "scaleratio": 1, "constrain": "domain"},
+            dragmode="pan",
+        )
     return fig
+
+
+def _tile_notice(map_style: str | dict[str, Any]) -> dict[str, Any]:
+    name = map_style if isinstance(map_style, str) else "custom style"
+    return {
+        "text": f"Map tiles ({name}) load from the internet; where they cannot, you see the"
+        " shipped Natural Earth base layer (use map_style='base' offline).",
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0.01,
+        "y": 0.01,
+        "xanchor": "left",
+        "yanchor": "bottom",
+        "showarrow": False,
+        "font": {"size": 11, "color": "#333"},
+        "bgcolor": "rgba(255,255,255,0.8)",
+    }
+
+
+def _coords(fig: Any, lats: Any, lons: Any) -> dict[str, Any]:
+    if isinstance(fig.data[0], go.Scattermap):
+        return {"lat": lats, "lon": lons}
+    ys = [
+        None if v is None else float(y)
+        for v, y in zip(lats, project([np.nan if v is None else v for v in lats]), strict=True)
+    ]
+    return {"x": lons, "y": ys}
 
 
 def _custom(frame: pl.DataFrame) -> np.ndarray[Any, Any]:
@@ -339,10 +519,11 @@ def _custom(frame: pl.DataFrame) -> np.ndarray[Any, Any]:
     return frame.select(list(_CUSTOM)).to_numpy().astype(object)
 
 
-def _points(frame: pl.DataFrame) -> dict[str, Any]:
+def _points(fig: Any, frame: pl.DataFrame) -> dict[str, Any]:
     return {
-        "lat": frame.get_column("Latitude").to_numpy(),
-        "lon": frame.get_column("Longitude").to_numpy(),
+        **_coords(
+            fig, frame.get_column("shown_lat").to_list(), frame.get_column("shown_lon").to_list()
+        ),
         "customdata": _custom(frame),
     }
 
@@ -358,40 +539,134 @@ def _trail_arrays(trails: pl.DataFrame) -> tuple[list[float | None], list[float 
     return lats, lons
 
 
+def _view(data: MapData) -> Bounds:
+    m = data.machines
+    if m.is_empty():
+        return WORLD
+    lats, lons = m.get_column("Latitude"), m.get_column("Longitude")
+    box = Bounds(float(lons.min()), float(lons.max()), float(lats.min()), float(lats.max()))  # type: ignore[arg-type]
+    # At least ~4° across, so a one-site fleet still shows its surroundings.
+    cx, cy = (box.lon0 + box.lon1) / 2, (box.lat0 + box.lat1) / 2
+    half_x, half_y = max((box.lon1 - box.lon0) / 2, 2.0), max((box.lat1 - box.lat0) / 2, 1.2)
+    # Room for the rings around the sites and the site names under them.
+    r = float(data.sites.get_column("radius").max() or 0.0)  # type: ignore[arg-type]
+    view = Bounds(
+        cx - half_x - 2 * r, cx + half_x + 2 * r, cy - half_y - 3 * r, cy + half_y + 2 * r
+    )
+    return view.grown(0.2)
+
+
+def _apply_base(fig: Any, view: Bounds, sites: pl.DataFrame) -> None:
+    arrays = layer_arrays(view.grown(1.0))
+    tiles = isinstance(fig.data[0], go.Scattermap)
+    for i, name in enumerate(("land", "borders")):
+        # A tile style carries land and borders in its own (inline) style.
+        lons, lats, _ = ([], [], []) if tiles else arrays[name]
+        fig.data[_LAND + i].update(**_coords(fig, lats, lons))
+    lons, lats, texts = _labels(arrays["places"], sites)
+    cities = len(texts) - sites.height  # site names come last: text only, a little larger
+    fig.data[_LAND + 2].update(
+        **_coords(fig, lats, lons),
+        text=texts,
+        marker={"size": [4] * cities + [0] * sites.height},
+        textposition="top center"
+        if tiles
+        else ["top center"] * cities + ["middle center"] * sites.height,
+        textfont={"size": 11, "color": "#555"}
+        if tiles
+        else {
+            "size": [11] * cities + [12] * sites.height,
+            "color": ["#555"] * cities + ["#223"] * sites.height,
+        },
+    )
+
+
+def _labels(
+    places: tuple[list[Any], list[Any], list[str]], sites: pl.DataFrame
+) -> tuple[list[float], list[float], list[str]]:
+    """City labels, then each site's name under its ring; a city label that a site's ring
+    would cover is left out (the site's name says where it is)."""
+    out: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    rings = list(sites.select("lat", "lon", "radius", "site").iter_rows())
+    for lon, lat, text in zip(*places, strict=True):
+        if all(abs(lat - a) > 2.5 * r or abs(lon - o) > 4 * r for a, o, r, _ in rings):
+            for column, value in zip(out, (lon, lat, text), strict=True):
+                column.append(value)
+    for lat, lon, r, name in rings:
+        for column, value in zip(out, (lon, lat - 1.6 * r, name), strict=True):
+            column.append(value)
+    return out
+
+
+def _fit(fig: Any, view: Bounds, width: int) -> None:
+    if isinstance(fig.data[0], go.Scattermap):
+        centre, zoom = fit_view(
+            [view.lat0, view.lat1],
+            [view.lon0, view.lon1],
+            width=width,
+            height=int(fig.layout.height or 600),
+        )
+        fig.layout.map.center = centre
+        fig.layout.map.zoom = zoom
+        return
+    y0, y1 = project([view.lat0, view.lat1])
+    fig.layout.xaxis.range = [view.lon0, view.lon1]
+    fig.layout.yaxis.range = [float(y0), float(y1)]
+
+
 def _apply(fig: Any, data: MapData, *, fit: bool, width: int = 900) -> None:
     """Write ``data`` into the fixed traces of ``fig`` (a Figure or a FigureWidget)."""
     m = data.machines
     by_state = data.options.color_by == "state"
     with fig.batch_update():
         lats, lons = _trail_arrays(data.trails)
-        fig.data[_TRAILS].update(lat=lats, lon=lons, visible=data.options.trails)
+        fig.data[_TRAILS].update(**_coords(fig, lats, lons), visible=data.options.trails)
         for i, state in enumerate(_DRAW_ORDER):
             subset = m.filter(pl.col("state") == state) if by_state else m.clear()
-            fig.data[_STATE0 + i].update(visible=by_state, **_points(subset))
+            fig.data[_STATE0 + i].update(
+                visible=by_state, name=f"{state} ({subset.height})", **_points(fig, subset)
+            )
         valued = m.filter(pl.col("value").is_not_null()) if not by_state else m.clear()
         missing = m.filter(pl.col("value").is_null()) if not by_state else m.clear()
         values = valued.get_column("value").to_numpy()
         fig.data[_VALUE].update(
             visible=not by_state,
             meta=data.options.color_by,
-            **_points(valued),
+            **_points(fig, valued),
             marker={"color": values, "colorbar": {"title": {"text": data.options.color_by}}},
         )
         fig.data[_NO_VALUE].update(
             visible=not by_state,
             name="no value" if by_state else f"no {data.options.color_by}",
-            **_points(missing),
+            **_points(fig, missing),
         )
-        if fit:
-            height = int(fig.layout.height or 600)
-            centre, zoom = fit_view(
-                m.get_column("Latitude").to_list(),
-                m.get_column("Longitude").to_list(),
-                width=width,
-                height=height,
+        s = data.sites
+        fig.data[_SITES].update(
+            **_coords(fig, s.get_column("lat").to_list(), s.get_column("lon").to_list()),
+            text=[str(n) for n in s.get_column("machines").to_list()],
+            customdata=s.get_column("hover").to_list(),
+            marker={"size": [16 + 3 * min(n, 12) for n in s.get_column("machines").to_list()]},
+        )
+        annotations = [a for a in fig.layout.annotations if a.name != "empty"]
+        if m.is_empty():
+            annotations.append(
+                go.layout.Annotation(
+                    name="empty",
+                    text="no machine with a position in this data",
+                    xref="paper",
+                    yref="paper",
+                    x=0.5,
+                    y=0.5,
+                    showarrow=False,
+                    font={"size": 14, "color": "#444"},
+                    bgcolor="rgba(255,255,255,0.85)",
+                )
             )
-            fig.layout.map.center = centre
-            fig.layout.map.zoom = zoom
+        fig.layout.annotations = annotations
+        if fit:
+            view = _view(data)
+            _apply_base(fig, view, data.sites)
+            _fit(fig, view, width)
 
 
 def map_figure(
@@ -402,7 +677,7 @@ def map_figure(
     sites: Sequence[str] = (),
     oems: Sequence[str] = (),
     models: Sequence[str] = (),
-    map_style: str | dict[str, Any] = "white-bg",
+    map_style: str | dict[str, Any] = "base",
     now: datetime | None = None,
     stale_after: str | timedelta = "2h",
     trail_points: int = 20,
@@ -426,50 +701,11 @@ def map_figure(
 
 
 def positions_figure(data: MapData, *, height: int = 600) -> go.Figure:
-    """The map's markers on plain longitude/latitude axes: no WebGL, no worker, no tiles.
+    """The map on plain axes (no WebGL, no worker, no tiles): :func:`map_figure` in ``"base"``.
 
-    A fallback for where MapLibre cannot start. Chromium and Safari refuse MapLibre's worker
-    in a page opened from a ``file://`` URL, so a ``Scattermap`` saved to disk shows an empty
-    map there (plotly.py #5474, maplibre-gl-js #3680) while SVG traces always draw.
+    Kept for callers of the former fallback; the default map is now this kind already.
     """
-    source = map_figure(data, height=height)
-    traces = [
-        go.Scatter(
-            x=trace.lon,
-            y=trace.lat,
-            name=trace.name,
-            mode=trace.mode,
-            visible=trace.visible,
-            showlegend=trace.showlegend,
-            legendgroup=trace.legendgroup,
-            marker=trace.marker.to_plotly_json() if trace.mode != "lines" else None,
-            line=trace.line.to_plotly_json() if trace.mode == "lines" else None,
-            customdata=trace.customdata,
-            hovertemplate=trace.hovertemplate,
-            hoverinfo=trace.hoverinfo,
-            meta=trace.meta,
-            connectgaps=False,
-        )
-        for trace in source.data
-    ]
-    fig = go.Figure(data=traces)
-    lats = data.machines.get_column("Latitude")
-    mid = float(lats.mean()) if lats.len() else 0.0  # type: ignore[arg-type]
-    fig.update_layout(
-        height=height,
-        template="plotly_white",
-        margin={"l": 50, "r": 10, "t": 30, "b": 40},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
-        xaxis={"title": "longitude", "zeroline": False},
-        # Equirectangular at the fleet's latitude: a degree of longitude is cos(lat) shorter.
-        yaxis={
-            "title": "latitude",
-            "zeroline": False,
-            "scaleanchor": "x",
-            "scaleratio": 1 / max(math.cos(math.radians(mid)), 0.05),
-        },
-    )
-    return fig
+    return map_figure(data, map_style="base", height=height)
 
 
 class MachineMap:
@@ -478,7 +714,10 @@ class MachineMap:
     >>> MachineMap(window.main)            # doctest: +SKIP  (last expression: shows the widget)
     >>> m = MachineMap(); bind(tail, m)    # doctest: +SKIP  (live: the pump calls m.update)
 
-    ``update(frame)`` redraws in place; ``figure()`` is the same view as a static figure.
+    ``update(frame)`` redraws in place; ``figure()`` is the same view as a static figure and
+    never builds a widget. With ``live=False`` (the default) the map is a static plotly figure
+    under the controls (rendered by JupyterLab's plotly renderer: no plotly.js stored in the
+    notebook); ``live=True`` draws into one ``FigureWidget`` updated in place, for a live tail.
     Errors raised by the controls or by live updates show under the map.
     """
 
@@ -489,19 +728,26 @@ class MachineMap:
         color_by: str = "state",
         trails: bool = False,
         trail_points: int = 20,
-        map_style: str | dict[str, Any] = "white-bg",
+        map_style: str | dict[str, Any] = "base",
         now: datetime | None = None,
         stale_after: str | timedelta = "2h",
         height: int = 600,
         fallback: bool = True,
+        live: bool = False,
     ) -> None:
         self.now = now
         self.stale_after = stale_after
         self.trail_points = trail_points
         self.fallback = fallback
+        self.live = live
         self._errors = ErrorBox()
         self._map_style = map_style
-        self._fig = go.FigureWidget(_base_figure(map_style, height))
+        self._height = height
+        self._fig: go.FigureWidget | None = (
+            go.FigureWidget(_base_figure(map_style, height)) if live else None
+        )
+        self._out = ipywidgets.Output()
+        self._receipt = LiveStatus() if live else None
         self._syncing = False
         self._fitted: frozenset[str] | None = None
 
@@ -532,7 +778,8 @@ class MachineMap:
             [
                 ipywidgets.HBox([self._sites, self._oems, self._models]),
                 ipywidgets.HBox([self._color_by, self._trails, self._fit, self._status]),
-                self._fig,
+                *([self._receipt] if self._receipt is not None else []),
+                self._fig if self._fig is not None else self._out,
                 self._errors.widget,
             ]
         )
@@ -576,7 +823,8 @@ class MachineMap:
         return self._data.machines
 
     @property
-    def figure_widget(self) -> go.FigureWidget:
+    def figure_widget(self) -> go.FigureWidget | None:
+        """The live ``FigureWidget`` (``live=True``), else None."""
         return self._fig
 
     @property
@@ -609,7 +857,10 @@ class MachineMap:
 
     def fit(self) -> None:
         """Centre and zoom on the machines shown."""
-        _apply(self._fig, self._data, fit=True)
+        if self._fig is None:
+            self._show_static(self._data)
+        else:
+            _apply(self._fig, self._data, fit=True)
         self._fitted = frozenset(self._data.machines.get_column("MachineId").to_list())
 
     def show_error(self, error: BaseException, *, context: str = "") -> None:
@@ -627,12 +878,17 @@ class MachineMap:
         if fit is None:
             # Re-centre only when the set of machines changes, so a live update does not undo the
             # user's pan and zoom.
-            fit = bool(ids) and ids != self._fitted
+            fit = self._fitted is None or (bool(ids) and ids != self._fitted)
         self._data = data
         self._sync_choices(data.choices, data.options)
-        _apply(self._fig, data, fit=fit)
+        if self._fig is None:
+            self._show_static(data)
+        else:
+            _apply(self._fig, data, fit=fit)
         if fit:
             self._fitted = ids
+        if self._receipt is not None:
+            self._receipt.update(data.frame)
         hidden = f", {data.without_position} without a position" if data.without_position else ""
         self._status.value = (
             f"<span style='color:#555'>{data.machines.height} machines{hidden}</span>"
@@ -666,13 +922,26 @@ class MachineMap:
     # -- display -----------------------------------------------------------------------------------
 
     def figure(self) -> go.Figure:
-        """The current view as a static ``go.Figure`` (nbviewer, GitHub, nbconvert, reports)."""
-        fig = _base_figure(self._map_style, int(self._fig.layout.height or 600))
-        _apply(fig, self._data, fit=False)
-        # Keep the view the user panned or zoomed to.
-        fig.layout.map.center = self._fig.layout.map.center
-        fig.layout.map.zoom = self._fig.layout.map.zoom
+        """The current view as a static ``go.Figure`` (nbviewer, GitHub, nbconvert, reports).
+
+        Never builds a widget; a live map's pan and zoom are kept.
+        """
+        fig = _base_figure(self._map_style, self._height)
+        _apply(fig, self._data, fit=True)
+        if self._fig is not None:
+            if isinstance(fig.data[0], go.Scattermap):
+                fig.layout.map.center = self._fig.layout.map.center
+                fig.layout.map.zoom = self._fig.layout.map.zoom
+            else:
+                fig.layout.xaxis.range = self._fig.layout.xaxis.range
+                fig.layout.yaxis.range = self._fig.layout.yaxis.range
         return fig
+
+    def _show_static(self, data: MapData) -> None:
+        fig = map_figure(data, map_style=self._map_style, height=self._height)
+        self._out.outputs = (
+            {"output_type": "display_data", "data": static_bundle(fig), "metadata": {}},
+        )
 
     def to_html(self, *, include_plotlyjs: bool | str = True, full_html: bool = True) -> str:
         """The current view as HTML; with the default, plotly.js is inlined (works offline).
@@ -694,7 +963,8 @@ class MachineMap:
         show(self.figure())
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        return view_bundle(self.widget, [self._fig], [self.figure()], fallback=self.fallback)
+        widgets = [self._fig] if self._fig is not None else []
+        return view_bundle(self.widget, widgets, [self.figure()], fallback=self.fallback)
 
     def __repr__(self) -> str:
         n = self._data.machines.height
