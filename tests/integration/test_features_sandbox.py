@@ -47,9 +47,7 @@ def span(sandbox) -> tuple[datetime, datetime]:  # type: ignore[no-untyped-def]
 
 def test_the_sandbox_stream_has_late_records(sandbox, span) -> None:  # type: ignore[no-untyped-def]
     win = _window(sandbox.connect(), *span)
-    late = win.main.filter(
-        pl.col("kafka_timestamp") - pl.col("Location_datetime") > LATENCY
-    ).height
+    late = win.main.filter(pl.col("kafka_timestamp") - pl.col("Location_datetime") > LATENCY).height
     assert win.main.height > 1000
     assert late > 0
 
@@ -73,7 +71,7 @@ def test_closed_rows_equal_after_24_more_hours(sandbox, span) -> None:  # type: 
 
 def test_cutoff_rows_equal_after_24_more_hours(sandbox, span) -> None:  # type: ignore[no-untyped-def]
     conn = sandbox.connect()
-    start, end = span
+    start, _ = span
     rng = random.Random(7)
     cut = start + timedelta(hours=30)
     short_win = _window(conn, start, cut)

@@ -306,3 +306,26 @@ def test_hand_made_leakage_test_fails_when_a_rule_is_disabled(
     monkeypatch.setattr(table_module, "_RULES", rules)
     with pytest.raises(AssertionError):
         test_leakage_hand_made()
+
+
+def test_cutoff_rows_bad_input_and_rows_before_any_data() -> None:
+    main = boundary_case()
+    cuts = pl.DataFrame(
+        {"MachineId": ["m1", "m1"], "cutoff_time": [hm(7), hm(9, 45)], "label": [1, 2]},
+        schema_overrides={"cutoff_time": TIME},
+    )
+    rows = eager(feature_table(main, cutoffs=cuts))
+    # 07:00 is before any data: a row of unknowns, never zeros; extra columns are carried
+    assert rows["operating_hours"].to_list()[0] is None
+    assert rows["record_count"].to_list()[0] is None
+    assert rows["label"].to_list() == [1, 2]
+    # 09:45: window [08:45, 09:45), received by 09:45: r1 (08:50) and r2 (09:40) close
+    # intervals in it: r0 -> r1 (0.5) + r1 -> r2 (0.5); the late r3 (received 12:00) is unseen
+    assert rows["operating_hours"].to_list()[1] == pytest.approx(1.0)
+    assert rows["bucket_start"].to_list() == [hm(6), hm(8, 45)]
+    with pytest.raises(ValueError, match="latency"):
+        feature_table(main, cutoffs=cuts, allowed_latency="15m")
+    with pytest.raises(ValueError, match="fixed-length"):
+        feature_table(main, cutoffs=cuts, every="1mo")
+    with pytest.raises(KeyError):
+        feature_table(main, cutoffs=cuts.drop("cutoff_time"))

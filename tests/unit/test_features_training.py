@@ -155,3 +155,24 @@ def test_labels_from_and_bad_input() -> None:
     clash = labels([1.0]).rename({"label_y": "operating_hours"})
     with pytest.raises(ValueError, match="also feature"):
         training_set(features(), clash, split=TimeSplit(at(1), at(2), H))
+
+
+def test_end_to_end_on_a_feature_table_with_late_data() -> None:
+    from test_features_pit import LATENCY, START, late_data
+
+    from tu_analytics.features import feature_table, future_target
+
+    table = feature_table(late_data(4), allowed_latency=LATENCY)
+    target = future_target(table, "operating_hours", horizon=3, agg="sum")
+    lab = labels_from(target, "label_operating_hours_sum_h3", 3 * H).drop_nulls()
+    split = TimeSplit(START + timedelta(hours=36), START + timedelta(hours=54), horizon=3 * H)
+    ts = training_set(table, lab, split=split)
+    train, val, test = (ts.part(n) for n in ("train", "validation", "test"))
+    assert min(train.height, val.height, test.height) > 0
+    assert train["label_end"].max() <= split.validation_start  # type: ignore[operator]
+    assert val["label_time"].min() >= split.validation_start + split.gap  # type: ignore[operator]
+    assert val["label_end"].max() <= split.test_start  # type: ignore[operator]
+    # every row was final before its label window opened, and carries the machine's identity
+    assert (ts.frame["cutoff_time"] <= ts.frame["label_time"]).all()
+    assert ts.frame["EquipmentID"].null_count() == 0
+    assert set(ts.frame["site"].unique()) == {"site-0", "site-1"}

@@ -15,16 +15,30 @@ reading's *availability bucket*; the reading is *on time* when that is the bucke
 * **As-of features** (last position, staleness, active faults, first-seen codes: the state
   *at* bucket end) use every reading available by the bucket, late or not.
 
-A reading delivered in several records counts once, with its earliest receipt. Counter
-deltas are credited to the bucket holding the later reading
-(:func:`tu_analytics.counters.allocate` with ``how="end"``), never spread backwards.
+A reading delivered in several records counts once, with its earliest receipt.
+
+* **Counters across a bucket end.** Deltas are taken between consecutive on-time readings and
+  credited to the bucket holding the later reading (:func:`tu_analytics.counters.allocate`
+  with ``how="end"``), never spread backwards. An interval that spans a bucket's end is not
+  split: at the cut-off no reading measured after the end may be used, so the counter value
+  at the end is unknown and *the rest of the interval goes to the next bucket* (the bucket
+  of its closing on-time reading). Totals are exact; a bucket after a long silence can show
+  more hours than its length (``operating_ratio > 1``).
+* **Identity** (``EquipmentID``, ``OEMName``, ``Model``, ``site`` when the input has them)
+  is the latest value received by the row's cut-off, carried forward.
+* Every row has ``cutoff_time = bucket_end + allowed_latency``: the moment it is final.
+
+The two rules (latency, boundary) can be switched off only through ``_RULES``, for the
+mutation tests that prove the leakage tests would notice.
 Records with a null ``MachineId`` or ``kafka_timestamp`` cannot be placed in time and are
 ignored. Consequence (tested, bit for bit): adding or changing data measured after bucket
 ``t`` or received after its cut-off leaves every feature of every bucket up to ``t``
 unchanged. Float reductions are made order-stable for this (see :func:`_ordered`).
 
 Rows: for every machine, every bucket from its first bucket with any data up to the last
-bucket with data in the whole input (dense, so silent hours show up with their staleness).
+bucket with data in the whole input, or up to ``end`` when given (dense, so silent hours show
+up with their staleness). With ``end`` fixed, machines never interact, so the table can be
+built machine group by machine group (``group_size``) with exactly the same result.
 """
 
 from __future__ import annotations
