@@ -113,7 +113,7 @@ class InsightColumn:
     """One insight: where its value sits in the record's struct and its column dtype."""
 
     field: str  # the top-level Avro field
-    value_field: str  # "value" or "Hour"
+    value_field: str  # the value field: its name differs per insight, "Hour" for hours
     value_type: ValueType
     catalogue_unit: str | None
 
@@ -147,16 +147,27 @@ def _from_catalogue(insight: Insight, dtype: pl.DataType | None) -> InsightColum
 
 
 def _insight_shape(dtype: pl.DataType | None) -> tuple[str, ValueType] | None:
-    """("value" | "Hour", value type) when ``dtype`` is an insight-shaped struct."""
+    """(value field, value type) when ``dtype`` is an insight-shaped struct: ``datetime``, at
+    most one unit field (a name containing "unit") and one value field, whatever its name (the
+    published format names it per insight), or the Hours record ``{Hour, datetime}``."""
     if not isinstance(dtype, pl.Struct):
         return None
     fields = struct_fields(dtype)
-    if "value" in fields and set(fields) <= {"value", "unit", "datetime"}:
-        value_type = _value_type(fields["value"])
-        return None if value_type is None else ("value", value_type)
     if set(fields) == {"Hour", "datetime"}:
         return "Hour", "double"
-    return None
+    units = [k for k in fields if "unit" in k.lower()]
+    values = [k for k in fields if k != "datetime" and k not in units]
+    if "datetime" not in fields or len(units) > 1 or len(values) != 1:
+        return None
+    value_type = _value_type(fields[values[0]])
+    return None if value_type is None else (values[0], value_type)
+
+
+def _unit_field(dtype: pl.DataType | None) -> str | None:
+    """The unit field of an insight-shaped struct (``unit`` or a name containing it)."""
+    if _insight_shape(dtype) is None or dtype is None:
+        return None
+    return next((k for k in struct_fields(dtype) if "unit" in k.lower()), None)
 
 
 def _value_type(dtype: pl.DataType) -> ValueType | None:
@@ -223,15 +234,11 @@ def _seen_units(frames: Sequence[pl.DataFrame], cols: Sequence[InsightColumn]) -
     for frame in frames:
         schema = frame.schema  # built once: DataFrame.schema is not cached by Polars
         exprs = [
-            pl.col(c.field).struct.field("unit").drop_nulls().first().alias(c.name)
+            pl.col(c.field).struct.field(unit).drop_nulls().first().alias(c.name)
             for c in cols
-            if c.name not in seen and _has_unit(schema.get(c.field))
+            if c.name not in seen and (unit := _unit_field(schema.get(c.field)))
         ]
         if exprs and frame.height:
             row = frame.select(exprs).row(0, named=True)
             seen.update({k: v for k, v in row.items() if v is not None})
     return seen
-
-
-def _has_unit(dtype: pl.DataType | None) -> bool:
-    return dtype is not None and "unit" in struct_fields(dtype)
