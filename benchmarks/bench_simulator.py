@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_simulator.py                      # 1,000,000 records
     .venv/bin/python benchmarks/bench_simulator.py --records 200000 --rounds 5 --json out.json
 
-Measures, on the default fleet (64 machines) from the simulator's epoch onward:
+Measures, on the default fleet (76 machines) from the simulator's epoch onward:
 - ``encoded_batches``: generation + Avro encoding + framing (what the sandbox streamer does);
 - ``records``: generation into payload dicts (no encoding);
 - ``seek``: a fresh simulator's first window ~11 months after the epoch (the day-by-day state
@@ -30,7 +30,7 @@ from typing import Any
 from tu_analytics.sandbox.fleet import build_fleet
 from tu_analytics.sandbox.simulator import DEFAULT_EPOCH, Simulator
 
-SCHEMA_IDS = {("insights", 1): 1, ("insights", 2): 2, ("raw", 1): 3}
+SCHEMA_IDS = {("insights", 1): 1, ("insights", 2): 2, ("insights", 3): 4, ("raw", 1): 3}
 FAR = timedelta(days=3650)  # generation stops once enough records came out
 
 
@@ -39,7 +39,8 @@ def peak_rss_mb() -> float:
 
 
 def new_sim(seed: int) -> Simulator:
-    return Simulator(build_fleet(seed), seed=seed, v2_from=DEFAULT_EPOCH + timedelta(days=30))
+    return Simulator(build_fleet(seed), seed=seed, v2_from=DEFAULT_EPOCH + timedelta(days=30),
+                     v3_from=DEFAULT_EPOCH + timedelta(days=60))
 
 
 def bench_encoded(n: int, seed: int) -> dict[str, Any]:

@@ -180,11 +180,18 @@ def test_values_equal_confluents_deserializer(sandbox, request) -> None:
         obj = deser(raw[(row["partition"], row["offset"])], ctx)
         assert row["MachineId"] == obj["Metadata"]["MachineId"]
         for name, val in obj.items():
-            if isinstance(val, dict) and ("value" in val or "Hour" in val) and name in row:
-                v = val.get("value", val.get("Hour"))
+            # An insight record, by the published rule: its value is the one field that is
+            # neither the unit (a name containing "unit") nor ``datetime``, whatever its name.
+            values = [k for k in val if k != "datetime" and "unit" not in k.lower()] \
+                if isinstance(val, dict) and "datetime" in val and name in row else []
+            if len(values) == 1 and not isinstance(val[values[0]], dict | list):
+                v = val[values[0]]
                 assert row[name] == v, (name, row[name], v)
-                if val.get("datetime") is not None:
-                    assert row[f"{name}_datetime"] == val["datetime"]
+                when = val["datetime"]
+                if when is not None:  # plain long epoch ms (v1, v2) or timestamp-millis (v3)
+                    ms = when if isinstance(when, int) else round(when.timestamp() * 1000)
+                    got = row[f"{name}_datetime"]
+                    assert round(got.timestamp() * 1000) == ms, (name, got, when)
                 compared += 1
         loc = obj.get("Location")
         if loc:

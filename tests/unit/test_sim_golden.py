@@ -10,7 +10,7 @@ History:
   (every night), 24/7 sites (Newman mine, Rozelle tunnel) work three shifts every day, and
   the golden fleet gained a third customer at those sites. Unchanged by the move of the
   simulator into sandbox/sim/.
-- 93e971eaf71a: the published shape. Per-insight value/unit field names, ParsedValue double or
+- a8e764913130: the published shape. Per-insight value/unit field names, ParsedValue double or
   string, CanMessageValues as three records (plus an accumulated and, from v2, a string
   CAN variable), schema v3 from hour 40, enum insights as strings; delivery from its own
   random stream with coverage outages (late_share), moved-back Kafka timestamps
@@ -29,7 +29,7 @@ from tu_analytics.sandbox.simulator import Simulator
 START = datetime(2026, 3, 5, tzinfo=UTC)  # Thursday and Friday
 END = START + timedelta(days=2)
 SCHEMA_IDS = {("insights", 1): 11, ("insights", 2): 12, ("insights", 3): 13, ("raw", 1): 21}
-GOLDEN = "93e971eaf71a27a3598e41ec7573f6fc877d7304407707f17224a1501a20ff46"
+GOLDEN = "a8e76491313019f0977115f2d7b86dd267c1770b3588a37697aba7545439121c"
 
 
 def stream_digest() -> tuple[str, int]:

@@ -286,14 +286,7 @@ class SchemaCompiler:
         rows and the Location/Address sub-records cheap.
         """
         strings = self.strings
-        spec: list[tuple[str, int, Enc]] = []
-        for name, t, e in zip(names, types, encs, strict=True):
-            prim = t if isinstance(t, str) else t.get("type") if isinstance(t, Mapping) else None
-            logical = t.get("logicalType") if isinstance(t, Mapping) else None
-            code = _INLINE.get(prim, 0) if isinstance(prim, str) else 0
-            if code == _I_LONG and logical is not None:
-                code = _I_TS
-            spec.append((name, code, e))
+        spec = [(name, _inline_code(t), e) for name, t, e in zip(names, types, encs, strict=True)]
         known = frozenset(names)
         last: list[Any] = [None, b""]  # timestamps repeat within a message
 
@@ -360,29 +353,9 @@ class SchemaCompiler:
                                     encs, schema["name"])
                 slot.append(dense)
                 return dense
-            zeros = [b"\x00" * k for k in range(n + 1)]
-
-            def enc_sparse(d: Any, out: bytearray) -> None:
-                last = -1
-                start = len(out)
-                for k, v in d.items():
-                    i = index[k]
-                    if i != last + 1:
-                        if i <= last:  # keys not in schema order: redo sorted
-                            del out[start:]
-                            enc_sparse(dict(sorted(d.items(), key=lambda kv: index[kv[0]])), out)
-                            return
-                        out += zeros[i - last - 1]
-                    if v is None:
-                        out.append(0)
-                    else:
-                        out.append(2)
-                        encs[i](v, out)
-                    last = i
-                if last != n - 1:
-                    out += zeros[n - 1 - last]
-            slot.append(enc_sparse)
-            return enc_sparse
+            sparse_enc = _sparse_encoder(index, encs)
+            slot.append(sparse_enc)
+            return sparse_enc
 
         defaults: list[tuple[bool, Any]] = [("default" in f, f.get("default")) for f in fields]
         full_encs = [self.compile(f["type"], ns) for f in fields]
@@ -402,6 +375,34 @@ class SchemaCompiler:
         return enc_record
 
 
+def _sparse_encoder(index: Mapping[str, int], encs: list[Enc]) -> Enc:
+    """Encoder for a wide record of ``["null", T]`` fields: walks only the dict's keys and
+    writes the null-branch bytes of the fields in between in one slice."""
+    n = len(encs)
+    zeros = [b"\x00" * k for k in range(n + 1)]
+
+    def enc_sparse(d: Any, out: bytearray) -> None:
+        last = -1
+        start = len(out)
+        for k, v in d.items():
+            i = index[k]
+            if i != last + 1:
+                if i <= last:  # keys not in schema order: redo sorted
+                    del out[start:]
+                    enc_sparse(dict(sorted(d.items(), key=lambda kv: index[kv[0]])), out)
+                    return
+                out += zeros[i - last - 1]
+            if v is None:
+                out.append(0)
+            else:
+                out.append(2)
+                encs[i](v, out)
+            last = i
+        if last != n - 1:
+            out += zeros[n - 1 - last]
+    return enc_sparse
+
+
 _DENSE_MAX_FIELDS: Final = 64  # above this, walk the dict's keys instead of the schema
 _I_OTHER, _I_DOUBLE, _I_BOOL, _I_LONG, _I_STRING, _I_TS = range(6)
 _INLINE: Final[Mapping[str, int]] = {
@@ -413,6 +414,15 @@ _pack_union_double: Final = struct.Struct("<Bd").pack
 _PRIMITIVES: Final = frozenset(
     {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 )
+
+
+def _inline_code(t: Any) -> int:
+    """How ``_dense`` writes a field's non-null branch (``_I_OTHER``: call its encoder)."""
+    prim = t if isinstance(t, str) else t.get("type") if isinstance(t, Mapping) else None
+    code = _INLINE.get(prim, _I_OTHER) if isinstance(prim, str) else _I_OTHER
+    if code == _I_LONG and isinstance(t, Mapping) and t.get("logicalType") is not None:
+        return _I_TS
+    return code
 
 
 def _python_check(schema: Any) -> Callable[[Any], bool]:

@@ -9,7 +9,7 @@ without producing and carries on exactly where the last run stopped. Progress go
 
 The stream's realism knobs are :class:`~tu_analytics.sandbox.simulator.SimConfig`'s: coverage
 outages (``--late-share``, default 0.03), Kafka timestamps moved back (``--disorder-share``,
-0.02) and device resends (``--duplicate-share``, 0.005). Like the clock, they are fixed at the
+0.03) and device resends (``--duplicate-share``, 0.005). Like the clock, they are fixed at the
 first start and kept in ``streamer.json``. Insights schema v2 starts at the state's
 ``v2_from_ms`` and v3 a third of the way from there to the backfill's end (:func:`v3_from`).
 
@@ -203,7 +203,7 @@ def main() -> None:
     ap.add_argument("root", type=Path, help="the sandbox directory")
     ap.add_argument("--clock", default=os.environ.get(CLOCK_ENV),
                     help=f"ISO instant the fleet takes as now at first start (env {CLOCK_ENV})")
-    for name, default in (("late", 0.03), ("disorder", 0.02), ("duplicate", 0.005)):
+    for name, default in (("late", 0.03), ("disorder", 0.03), ("duplicate", 0.005)):
         ap.add_argument(f"--{name}-share", type=float, default=default,
                         help=f"SimConfig.{name}_share at first start (default {default})")
     args = ap.parse_args(sys.argv[1:])

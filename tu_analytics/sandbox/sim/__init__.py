@@ -13,6 +13,15 @@ The model, per machine and *local* calendar day (the home site's time zone):
    30-60 min heartbeats off, an immediate message at ignition/work changes); each message
    carries a random, state-dependent subset of the machine's insights. Each has a receipt
    delay (seconds; ~1 % minutes to hours late), which makes the Kafka timestamp.
+3. **Delivery** as a real topic sees it, set by one frozen ``SimConfig(late_share=0.03,
+   disorder_share=0.03, duplicate_share=0.005, clock_offset=timedelta(0))``: coverage outages
+   whose backlog uploads hours late, Kafka timestamps moved back by seconds to minutes (a
+   parallel ingestion job), device resends (the same bytes on a new offset).
+
+The published shape (``schemas/generate.py``): per-insight value and unit field names,
+``ParsedValue`` double or string, ``CanMessageValues`` one of three records (written as tagged
+values ``(branch name, record)``), insights schema v1, v2 (from ``v2_from``) and v3 (from
+``v3_from``), chosen by a message's first delivery time.
 
 Hours: most sites work weekday day shifts in local time, but a share of generators and light
 towers is on night work (every night), and machines at ``"24/7"`` sites (a Pilbara mine, a

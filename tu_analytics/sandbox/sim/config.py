@@ -33,7 +33,7 @@ class SimConfig:
     """
 
     late_share: float = 0.03
-    disorder_share: float = 0.02
+    disorder_share: float = 0.03
     duplicate_share: float = 0.005
     clock_offset: timedelta = timedelta(0)
 

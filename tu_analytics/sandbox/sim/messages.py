@@ -135,29 +135,32 @@ def day_messages(u: Unit, plan: Plan, env: MessageEnv) -> Iterator[Msg]:
 class _Delivery:
     """When a machine-day's messages reach the platform (one random stream per day)."""
 
-    __slots__ = ("cfg", "outage", "rng")
+    __slots__ = ("cfg", "outage", "p_any", "rng")
 
     def __init__(self, rng: random.Random, cfg: SimConfig, plan: Plan) -> None:
         self.rng, self.cfg = rng, cfg
+        self.p_any = cfg.disorder_share + cfg.duplicate_share
         self.outage: tuple[int, int] | None = None
         if rng.random() < 8.0 * cfg.late_share:  # mean outage 3 h: ~late_share of the day
             o0 = plan.d0 + int(rng.uniform(0, plan.d1 - plan.d0))
             self.outage = (o0, o0 + int(rng.uniform(1.0, 5.0) * H_MS))
 
-    def deliveries(self, t: int) -> list[tuple[int, int]]:
+    def deliveries(self, t: int) -> tuple[tuple[int, int], ...]:
         """(delivery ms, Kafka timestamp ms) of the message measured at ``t``: one, or two
-        for a duplicate."""
-        rng, cfg = self.rng, self.cfg
+        for a duplicate. (One draw picks plain, disordered or duplicated: rare, exclusive.)"""
+        rng = self.rng
         first = min(t + MAX_DELAY_MS, self._arrival(t))
-        ts = first
-        if rng.random() < cfg.disorder_share:  # a parallel writer stamps it a bit earlier
-            ts = max(t, first - int(math.exp(rng.uniform(math.log(2_000), math.log(180_000)))))
-        out = [(first, ts)]
-        if rng.random() < cfg.duplicate_share:  # the device resends: the ack was lost
-            again = min(t + MAX_DELAY_MS, first + int(rng.uniform(5_000, 600_000)))
-            if again > first:  # (equal delivery times would make the merge compare bodies)
-                out.append((again, again))
-        return out
+        u = rng.random()
+        if u >= self.p_any:
+            return ((first, first),)
+        if u < self.cfg.disorder_share:  # a parallel writer stamps it a bit earlier
+            back = int(math.exp(rng.uniform(math.log(2_000), math.log(180_000))))
+            return ((first, max(t, first - back)),)
+        # The device resends: the acknowledgement was lost.
+        again = min(t + MAX_DELAY_MS, first + int(rng.uniform(5_000, 600_000)))
+        if again > first:  # (equal delivery times would make the merge compare bodies)
+            return ((first, first), (again, again))
+        return ((first, first),)
 
     def _arrival(self, t: int) -> int:
         rng = self.rng

@@ -2,8 +2,8 @@
 
 Determinism: every random draw comes from a ``random.Random`` seeded by (seed, machine, day,
 purpose), and a day's start state is the previous day's end state, chained from ``epoch``
-(checkpointed). So any window of receipt times is a pure function of (fleet, seed, v2_from,
-epoch, config, window): generating [a, b) then [b, c) equals generating [a, c), and a fresh
+(checkpointed). So any window of delivery times is a pure function of (fleet, seed, v2_from,
+v3_from, epoch, config, window): generating [a, b) then [b, c) equals generating [a, c), and a fresh
 simulator gives the same records as a long-running one. Windows may not start before
 ``epoch`` (the first seek chains ~50 µs per machine-day from there: ~1 s for 76 machines x
 330 days).

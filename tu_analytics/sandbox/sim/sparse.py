@@ -128,7 +128,11 @@ class SparseRecordWriter:
                 if dt != dtc[0]:  # most entries of a message share one measurement time
                     dtc[0] = dt
                     dtc[1] = encode_long(dt)  # type: ignore[arg-type]
-                self._value(i, k, v, out)
+                if k == _DOUBLE:  # most insights: inline
+                    out += b"\x02\x02"
+                    out += _pack_double(v)
+                else:
+                    self._value(i, k, v, out)
                 out += tail[i]
                 out += dtc[1]
             last = i
