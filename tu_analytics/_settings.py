@@ -90,6 +90,10 @@ class Settings:
     #: Consumer group ids start with this (ACLs often allow only a prefix); default: username.
     group_prefix: str | None = None
     extra_kafka: Mapping[str, str] = field(default_factory=dict)
+    #: How far a record's Kafka timestamp may lag one written before it (window planning).
+    lateness_ms: int = 300_000
+    #: CA certificate (PEM) for SASL_SSL brokers with a private CA.
+    ssl_ca_location: str | None = None
 
     def __post_init__(self) -> None:
         missing = [

@@ -37,11 +37,21 @@ class WindowSpec:
     records: int
     errors: int
     bootstrap_servers: str = ""
+    #: Records were read up to the first offset stamped at or after ``end + lateness``.
+    lateness_ms: int = 0
+    #: The largest step back in Kafka timestamp seen within a partition.
+    max_disorder_ms: int = 0
+    #: How far the window was actually read: before ``end`` when the end lies in the future,
+    #: past the high watermark, or behind an open transaction (``None``: not recorded).
+    covered_end: datetime | None = None
+    #: Exact repeats (same key and value bytes) were dropped, keeping the first offset.
+    dedupe: bool = False
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("start", "end", "created"):
             d[k] = getattr(self, k).isoformat()
+        d["covered_end"] = self.covered_end.isoformat() if self.covered_end else None
         d["offsets"] = {str(p): list(v) for p, v in self.offsets.items()}
         d["machines"] = list(self.machines) if self.machines is not None else None
         d["schema_ids"] = list(self.schema_ids)
@@ -61,6 +71,11 @@ class WindowSpec:
             records=int(d["records"]),
             errors=int(d["errors"]),
             bootstrap_servers=d.get("bootstrap_servers", ""),
+            lateness_ms=int(d.get("lateness_ms", 0)),
+            max_disorder_ms=int(d.get("max_disorder_ms", 0)),
+            covered_end=(datetime.fromisoformat(d["covered_end"])
+                         if d.get("covered_end") else None),
+            dedupe=bool(d.get("dedupe", False)),
         )
 
 
