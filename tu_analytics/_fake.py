@@ -14,8 +14,9 @@ Used by the unit tests of the window pipeline, the tail and the archive; needs n
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -131,6 +132,8 @@ class FakeConsumer:
 
     def assign(self, starts: Mapping[int, int]) -> None:
         self.assigned.update(starts)
+        for p in starts:  # unknown until a consume reaches the partition, as in librdkafka
+            self.positions.pop(p, None)
 
     def unassign(self, partitions: Iterable[int]) -> None:
         for p in partitions:
@@ -190,3 +193,36 @@ class FakeConsumer:
 
     def close(self) -> None:
         self.closed = True
+
+
+@dataclass
+class FakeRegistry:
+    """A :class:`~tu_analytics._registry.SchemaSource` in memory: writer schemas by id.
+    ``down`` makes every lookup fail as an unreachable registry does."""
+
+    known: dict[int, str] = field(default_factory=dict)
+    down: BaseException | None = None
+    lookups: int = 0
+    _asked: dict[int, str | None] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float = 10.0) -> Iterator[None]:
+        yield
+
+    def check(self, topic: str) -> None:
+        if self.down is not None:
+            raise self.down
+
+    def schemas(self, ids: Iterable[int]) -> dict[int, str | None]:
+        self.lookups += 1
+        if self.down is not None:
+            raise self.down
+        found = {sid: self.known.get(sid) for sid in ids}
+        self._asked.update(found)
+        return found
+
+    def asked(self) -> dict[int, str | None]:
+        return dict(self._asked)
+
+    def latest_for_topic(self, topic: str) -> str | None:
+        return self.known[max(self.known)] if self.known else None
