@@ -55,10 +55,11 @@ def value(i: int, sid: int = 7) -> bytes:
 
 
 def settings(**kw: object) -> Settings:
-    return Settings(bootstrap_servers="fake:9092", topic="fake",
-                    schema_registry_url="http://registry.invalid",
-                    security_protocol="SASL_PLAINTEXT", sasl_username="u",
-                    sasl_password=Secret("pw"), **kw)  # type: ignore[arg-type]
+    base: dict[str, object] = {
+        "bootstrap_servers": "fake:9092", "topic": "fake",
+        "schema_registry_url": "http://registry.invalid", "security_protocol": "SASL_PLAINTEXT",
+        "sasl_username": "u", "sasl_password": Secret("pw")}
+    return Settings(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def conn(fake: FakeConsumer, registry: FakeRegistry | None = None) -> Connection:
@@ -142,7 +143,8 @@ def test_read_hands_on_chunks_in_offset_order_per_partition() -> None:
                  fetch_records=300)
     p = plan(fake, T0, T0 + 10_000, 0, timeout=1)
     chunks, stats = read_all(fake, p.ranges, chunk_records=1000)
-    assert stats.count == 3200 and offsets_of(chunks) == {
+    assert stats.count == 3200
+    assert offsets_of(chunks) == {
         *((0, o) for o in range(2500)), *((1, o) for o in range(700))}
     for part in (0, 1):
         offs = [o for c in chunks if c.partition == part for o in c.offsets]
@@ -247,7 +249,8 @@ def test_max_bytes_stops_the_read_with_the_numbers() -> None:
     fake = topic({0: [T0 + i for i in range(100)]}, fetch_records=10)
     with pytest.raises(WindowTooLargeError) as info:
         read_all(fake, plan(fake, T0, T0 + 100, 0, timeout=1).ranges, max_bytes=50)
-    assert info.value.limit_bytes == 50 and (info.value.estimate_bytes or 0) > 50
+    assert info.value.limit_bytes == 50
+    assert (info.value.estimate_bytes or 0) > 50
     assert fake.consumed <= 10  # stopped after the first batch
 
 
@@ -293,7 +296,8 @@ def test_fifty_random_windows_over_disorder_are_exact() -> None:
         b = a + rng.choice([1000, 30_000, 120_000, 400_000])
         chunks, _ = read_all(fake, plan(fake, a, b, 2 * MIN, timeout=1).ranges)
         got = [(c.partition, o) for c in chunks for o in c.within(a, b).offsets]
-        assert len(got) == len(set(got)) and set(got) == brute(fake, a, b), f"window {i}"
+        assert len(got) == len(set(got)), f"window {i} has duplicates"
+        assert set(got) == brute(fake, a, b), f"window {i}"
 
 
 def test_windows_through_the_connection_are_exact_over_disorder() -> None:
@@ -327,7 +331,8 @@ def test_disorder_warning_only_near_the_lateness_bound() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         win = c.window(dt(T0), dt(T0 + 30_000), lateness="1m", progress=False)
-    assert win.spec.max_disorder_ms == 5000 and win.spec.lateness_ms == 60_000
+    assert win.spec.max_disorder_ms == 5000
+    assert win.spec.lateness_ms == 60_000
     with pytest.warns(DisorderWarning, match="lateness=6 s"):
         c.window(dt(T0), dt(T0 + 30_000), lateness="6s", progress=False)
 
@@ -352,7 +357,8 @@ def test_future_end_warns_and_coverage_says_what_was_read() -> None:
     fake = topic({0: [now - 10_000 + i for i in range(10)]})
     with pytest.warns(CoverageWarning):
         win = conn(fake).window(dt(now - 60_000), dt(now + 3_600_000), progress=False)
-    assert win.spec.covered_end is not None and win.spec.covered_end < win.spec.end
+    assert win.spec.covered_end is not None
+    assert win.spec.covered_end < win.spec.end
     assert win.main.height == 10
 
 
@@ -364,7 +370,8 @@ def test_dedupe_drops_exact_repeats_only_when_asked() -> None:
     c = conn(fake)
     assert c.window(dt(T0), dt(T0 + 10), progress=False).main.height == 7
     win = c.window(dt(T0), dt(T0 + 10), dedupe=True, progress=False)
-    assert win.main["offset"].to_list() == [0, 1, 2, 6] and win.spec.dedupe
+    assert win.main["offset"].to_list() == [0, 1, 2, 6]
+    assert win.spec.dedupe
 
 
 def test_a_bad_record_goes_to_errors_with_its_offset() -> None:
@@ -389,7 +396,8 @@ def test_every_id_unknown_raises_instead_of_an_empty_window() -> None:
     fake = topic({0: [T0 + i for i in range(5)]})
     with pytest.raises(UnknownSchemasError) as info:
         conn(fake, FakeRegistry({})).window(dt(T0), dt(T0 + 10), progress=False)
-    assert info.value.schema_ids == (7,) and info.value.url == "http://registry.invalid"
+    assert info.value.schema_ids == (7,)
+    assert info.value.url == "http://registry.invalid"
 
 
 def test_registry_down_fails_the_window_promptly_and_closes_the_consumer() -> None:
@@ -407,6 +415,8 @@ def test_memory_guard_stops_after_one_batch() -> None:
     fake.extend(0, [T0 + i for i in range(30_000)], value=lambda n: b"x" * 1000)
     with pytest.raises(WindowTooLargeError) as info:
         conn(fake).window(dt(T0), dt(T0 + 100_000), max_bytes=1_000_000, progress=False)
-    assert info.value.records == 30_000 and info.value.limit_bytes == 1_000_000
+    assert info.value.records == 30_000
+    assert info.value.limit_bytes == 1_000_000
     assert fake.consumed <= 1000
-    assert "machines=" in str(info.value) and "Spark" in str(info.value)
+    assert "machines=" in str(info.value)
+    assert "Spark" in str(info.value)
