@@ -15,9 +15,9 @@ from pathlib import Path
 from .errors import WindowTooLargeError
 
 #: Memory a window holds per byte of record values at its peak: the values as Python
-#: ``bytes`` and lists while reading, then the decoded frames (measured on the sandbox's
-#: Machine Insights: ~3.5 bytes of frames per value byte, plus the raw bytes themselves).
-GROWTH = 4.5
+#: ``bytes`` while reading, then the decoded frames (measured on the sandbox's Machine
+#: Insights: ~5 bytes of frames per value byte, plus the raw bytes themselves).
+GROWTH = 6.0
 #: Per record besides its value: the bytes object, key, offset and timestamp ints, list slots.
 PER_RECORD = 200
 

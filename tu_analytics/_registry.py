@@ -21,7 +21,7 @@ from ._settings import Settings, scrub
 from .errors import ConfigurationError, RegistryError, authentication_error
 
 #: Seconds a window's registry calls may take in all.
-DEADLINE_S = 10.0
+DEADLINE_S = 8.0
 #: Confluent's and Apicurio's ``error_code`` values that mean "no such schema / subject".
 _NOT_FOUND_CODES = frozenset({40401, 40402, 40403, 404})
 _AUTH_CODES = frozenset({401, 40101, 403, 40301})
