@@ -120,8 +120,8 @@ class Connection:
         # No GC pass until every chunk is decoded: each would walk all the values queued.
         with _pipeline.gc_paused(), self._registry.deadline():
             try:
-                self._registry.check(s.topic)
                 plan = _pipeline.plan(consumer, start_ms, end_ms, lateness_ms, timeout=timeout)
+                self._registry.check(s.topic)  # after the topic is known to exist
                 _check_records(s.topic, plan.records, max_records)
                 self._warn_retention(list(plan.ranges), start_ms)
                 if progress:

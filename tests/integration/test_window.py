@@ -105,11 +105,23 @@ def test_window_across_the_schema_change_holds_both_ids(sandbox) -> None:
     assert win.main["AmberWarningLamp"].dtype == pl.Boolean
 
 
+def _register_subject(sandbox, topic: str) -> None:
+    """The topic's value subject, as a producer registers it (windows check it exists)."""
+    from confluent_kafka.schema_registry import Schema
+
+    from tu_analytics.sandbox.provision import operator_registry_config, schema_text
+
+    with SchemaRegistryClient(operator_registry_config(sandbox.state)) as sr:
+        sr.register_schema(f"{topic}-value",
+                           Schema(schema_text("machine_insights_v1.avsc"), "AVRO"))
+
+
 def test_bad_records_land_in_errors_with_offsets(sandbox) -> None:
     admin_env = sandbox.env(admin=True)
     topic = f"bad-input-{time.monotonic_ns()}"
     admin = AdminClient(_kafka_conf(admin_env))
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result()
+    _register_subject(sandbox, topic)
     good = read_all(admin_env, admin_env["TU_TOPIC"])[:3000]
     v1 = sandbox.state.schema_ids["insights.1"]
     body = good[0][4][5:]
