@@ -37,6 +37,7 @@ class _Errors:
     def __init__(self, secrets: list[str]) -> None:
         self.secrets = secrets
         self.errors: list[Any] = []
+        self.failures: list[str] = []  # librdkafka's connection-failure log lines
 
     def __call__(self, err: Any) -> None:
         self.errors.append(err)
@@ -53,10 +54,15 @@ class _Errors:
     def protocol_mixup(self, protocol: str) -> str | None:
         """The likely fix when the errors show a TLS client at a plaintext listener or the
         other way round (librdkafka words both in its transport errors)."""
-        for err in self.errors:
-            hint = protocol_hint(err.str(), protocol)
+        texts = [err.str() for err in self.errors] + self.failures
+        for text in texts:
+            hint = protocol_hint(text, protocol)
             if hint:
                 return hint
+        # A TLS listener drops a plaintext client's first request (ApiVersion) unanswered.
+        dropped = sum("in state APIVERSION_QUERY" in t for t in self.failures)
+        if dropped >= 2 and not protocol.endswith("SSL"):
+            return protocol_hint("connecting to a SSL listener", protocol)
         return None
 
 
@@ -79,14 +85,17 @@ def protocol_hint(text: str, protocol: str) -> str | None:
 
 
 class _Logger(logging.LoggerAdapter[logging.Logger]):
-    """librdkafka's own log lines, scrubbed, at DEBUG (they are noisy on reconnects)."""
+    """librdkafka's own log lines, scrubbed, at DEBUG (they are noisy on reconnects). Connection
+    failures are kept too: a wrong security.protocol shows only there, not in error_cb."""
 
-    def __init__(self, secrets: list[str]) -> None:
+    def __init__(self, errors: _Errors) -> None:
         super().__init__(log, {})
-        self._secrets = secrets
+        self._errors = errors
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        text = scrub(str(msg) % args if args else str(msg), self._secrets)
+        text = scrub(str(msg) % args if args else str(msg), self._errors.secrets)
+        if "FAIL" in text[:8] and len(self._errors.failures) < 50:
+            self._errors.failures.append(text)
         log.debug("%s", text)
 
 
@@ -116,7 +125,7 @@ def make_consumer(settings: Settings, **overrides: Any) -> tuple[Any, _Errors]:
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "error_cb": errors,
-        "logger": _Logger(settings.secrets()),
+        "logger": _Logger(errors),
     })
     conf.update(overrides)
     # librdkafka refuses a fetch.max.bytes below message.max.bytes (1 MB unless set); a

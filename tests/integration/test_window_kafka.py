@@ -282,3 +282,64 @@ def test_window_too_large_for_a_3_gb_address_space_raises_and_the_process_lives(
     assert int(estimate) > int(limit)
     assert int(peak_mb) < 1024  # raised after one batch, not after reading the window
     assert WindowTooLargeError.__name__ in tu_analytics.errors.__all__
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now.replace(year=now.year + 1))
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_plaintext_client_at_a_tls_listener_names_the_mixup(tmp_path) -> None:
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*_self_signed(tmp_path))
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:  # a TLS listener: the plaintext request fails its handshake
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            try:
+                ctx.wrap_socket(conn, server_side=True).recv(10)
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        began = time.monotonic()
+        with pytest.raises(ConfigurationError, match="speaks TLS") as info:
+            tu_analytics.connect(
+                bootstrap_servers=f"127.0.0.1:{srv.getsockname()[1]}", topic="t",
+                schema_registry_url="http://127.0.0.1:9/apis/ccompat/v7",
+                security_protocol="SASL_PLAINTEXT", sasl_username="u",
+                sasl_password="secret-pw").window(last="1m", progress=False)
+        assert time.monotonic() - began < 10
+        assert "SASL_SSL" in str(info.value)
+    finally:
+        stop.set()
+        srv.close()
