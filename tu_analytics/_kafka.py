@@ -9,10 +9,11 @@ Planning and the fetch loop live in ``_pipeline``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import operator
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, cast
 
 from ._pipeline import Batch, ConsumeError
@@ -150,16 +151,32 @@ class KafkaConsumer:
     def watermarks(self, partition: int, timeout: float) -> tuple[int, int]:
         from confluent_kafka import TopicPartition
 
-        low, high = self.raw.get_watermark_offsets(TopicPartition(self.topic, partition),
-                                                   timeout=timeout, cached=False)
+        with self._wrapped("the watermarks", partition):
+            low, high = self.raw.get_watermark_offsets(TopicPartition(self.topic, partition),
+                                                       timeout=timeout, cached=False)
         return int(low), int(high)
 
     def offsets_for_times(self, stamps: Mapping[int, int], timeout: float) -> dict[int, int]:
         from confluent_kafka import TopicPartition
 
-        found = self.raw.offsets_for_times(
-            [TopicPartition(self.topic, p, ts) for p, ts in stamps.items()], timeout=timeout)
+        with self._wrapped("the offsets for times", None):
+            found = self.raw.offsets_for_times(
+                [TopicPartition(self.topic, p, ts) for p, ts in stamps.items()], timeout=timeout)
         return {tp.partition: int(tp.offset) for tp in found}
+
+    @contextlib.contextmanager
+    def _wrapped(self, what: str, partition: int | None) -> Iterator[None]:
+        """A driver exception as the project's ConnectionError, with topic and partition."""
+        from confluent_kafka import KafkaException
+
+        try:
+            yield
+        except KafkaException as exc:
+            s = self.settings
+            raise ConnectionError(
+                f"asking {s.bootstrap_servers} for {what} of topic {self.topic!r} failed: "
+                f"{scrub(str(exc), s.secrets())}", topic=self.topic, partition=partition,
+                url=s.bootstrap_servers, user=s.sasl_username) from None
 
     def assign(self, starts: Mapping[int, int]) -> None:
         from confluent_kafka import TopicPartition

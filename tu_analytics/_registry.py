@@ -5,8 +5,9 @@ Plain ``httpx`` requests, so each error is worded here: a 404 for an id is an an
 record goes to the errors frame); an authentication failure names the URL and user; other
 failures are a :class:`RegistryError` with the status and the registry's own message, both
 Confluent's (``error_code``/``message``) and Apicurio's (``status``/``title``/``detail``)
-bodies understood. Every call of one window shares one deadline (:meth:`Registry.deadline`),
-so a registry that hangs fails the window once, not once per chunk.
+bodies understood. The calls of one window share one time budget (:meth:`Registry.deadline`):
+the time spent waiting on the registry, not the window's length, so a registry that hangs
+fails the window once, within the budget, not once per chunk.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 from ._settings import Settings, scrub
 from .errors import ConfigurationError, RegistryError, authentication_error
 
-#: Seconds a window's registry calls may take in all.
+#: Seconds a window's registry calls may take in all (its other work not counted).
 DEADLINE_S = 8.0
 #: Confluent's and Apicurio's ``error_code`` values that mean "no such schema / subject".
 _NOT_FOUND_CODES = frozenset({40401, 40402, 40403, 404})
@@ -42,7 +43,7 @@ class Registry:
         self._settings = settings
         self._cache: dict[int, str | None] = {}
         self._lock = threading.Lock()
-        self._deadline: float | None = None
+        self._budget: float | None = None  # seconds of registry calls left in this window
         self._failed: RegistryError | None = None
         self.checked = False
 
@@ -53,11 +54,11 @@ class Registry:
     @contextlib.contextmanager
     def deadline(self, seconds: float = DEADLINE_S) -> Iterator[None]:
         """Registry calls in the block share ``seconds``; the first failure ends them all."""
-        self._deadline, self._failed = time.monotonic() + seconds, None
+        self._budget, self._failed = seconds, None
         try:
             yield
         finally:
-            self._deadline, self._failed = None, None
+            self._budget, self._failed = None, None
 
     def _get(self, path: str) -> Any:
         """GET ``path``; the response, or a project error naming the URL and user."""
@@ -65,7 +66,7 @@ class Registry:
 
         if self._failed is not None:
             raise self._failed
-        left = DEADLINE_S if self._deadline is None else self._deadline - time.monotonic()
+        left = DEADLINE_S if self._budget is None else self._budget
         if left <= 0:
             raise self._fail(f"no answer from the Schema Registry at {self.url} within the "
                              f"window's {DEADLINE_S:.0f} s registry deadline")
@@ -73,6 +74,7 @@ class Registry:
         auth = None
         if s.schema_registry_username and s.schema_registry_password:
             auth = (s.schema_registry_username, s.schema_registry_password.get())
+        began = time.monotonic()
         try:
             resp = httpx.get(f"{self.url}{path}", auth=auth, timeout=min(left, DEADLINE_S),
                              headers={"Accept": "application/vnd.schemaregistry.v1+json, "
@@ -81,6 +83,9 @@ class Registry:
             text = scrub(f"{type(exc).__name__}: {exc}", s.secrets())
             raise self._fail(f"the Schema Registry at {self.url} could not be reached: "
                              f"{text}") from None
+        finally:
+            if self._budget is not None:
+                self._budget -= time.monotonic() - began
         if resp.status_code in (401, 403):
             raise authentication_error("registry", self.url, s.schema_registry_username,
                                        f"HTTP {resp.status_code} {_message(resp)}".strip(),

@@ -213,3 +213,14 @@ def test_tail_retries_while_the_registry_is_away_and_loses_nothing() -> None:
     src._retry_at = 0.0  # skip the backoff wait
     assert drain(src).height == 10
     assert src.problem is None
+
+
+def test_the_registry_budget_counts_time_waiting_not_the_windows_length(registry_server) -> None:
+    url, answers = registry_server
+    answers["/schemas/ids/1"] = (200, {"schema": SCHEMA})
+    answers["/schemas/ids/2"] = (200, {"schema": SCHEMA})
+    reg = registry(f"{url}/apis/ccompat/v7")
+    with reg.deadline(0.5):
+        reg.schemas([1])
+        time.sleep(0.6)  # a long read between two new schema ids
+        assert reg.schemas([2]) == {2: SCHEMA}
