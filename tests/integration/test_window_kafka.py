@@ -103,8 +103,8 @@ def _txn(producer: Producer, topic: str, rows, *, commit: bool, partition: int =
 
 
 @pytest.mark.parametrize("last", ["commit", "abort"])
-def test_window_and_tail_over_a_range_ending_in_a_marker_or_an_aborted_transaction(
-        sandbox, values, last) -> None:
+def test_window_snapshot_and_tail_over_a_range_ending_in_a_marker_or_an_aborted_transaction(
+        sandbox, values, last, tmp_path) -> None:
     topic = _topic(sandbox, f"txn-{last}", partitions=1)
     now = int(time.time() * 1000)
     rows = [(now - 60_000 + i * 10, kv) for i, kv in enumerate(values[:300])]
@@ -119,6 +119,9 @@ def test_window_and_tail_over_a_range_ending_in_a_marker_or_an_aborted_transacti
     kept = 200 if last == "commit" else 100
     assert win.main.height == kept
     assert sorted(win.main["offset"].to_list())[-1] < win.spec.offsets[0][1]
+    back = tu_analytics.load_snapshot(win.save(tmp_path / "snap"))
+    assert back.spec == win.spec
+    assert back.main.height == kept
     tail = conn.tail(start=_dt(now - 120_000))
     with tail:
         deadline = time.monotonic() + 20
