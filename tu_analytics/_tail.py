@@ -25,6 +25,7 @@ from .errors import (
     ConfigurationError,
     ConnectionError,
     TopicNotFoundError,
+    authentication_error,
 )
 from .formats import machine_insights as mi
 
@@ -102,6 +103,7 @@ class KafkaBatchSource:
             self._consumer = self._open()
         if not self._held:
             batch = self._consumer.consume(self._poll_records, timeout)
+            self._check(batch)
             if not len(batch):
                 return None
             self._held.append(self._records(batch))
@@ -113,6 +115,22 @@ class KafkaBatchSource:
         if not decoded.records.height:
             return None
         return mi.flatten(decoded.records).main
+
+    def _check(self, batch: Batch) -> None:
+        """A fatal consumer error: drop the consumer; the retry opens a new one at the
+        positions reached (records already handed on are not read twice)."""
+        fatal = [e for e in batch.errors if e.fatal]
+        if self._consumer is None or not fatal:
+            return
+        auth = self._consumer.auth_failure()
+        self.close()
+        if auth:
+            raise authentication_error("broker", self._settings.bootstrap_servers,
+                                       self._settings.sasl_username, auth,
+                                       topic=self._settings.topic)
+        raise ConnectionError(f"the consumer of {self._settings.topic!r} failed: "
+                              f"{fatal[0].text}", topic=self._settings.topic,
+                              partition=fatal[0].partition)
 
     def _records(self, batch: Batch) -> pl.DataFrame:
         frame = pl.DataFrame({

@@ -17,11 +17,13 @@ from test_pipeline import SCHEMA, T0, settings, topic, value
 
 from tu_analytics._fake import FakeConsumer, FakeRegistry
 from tu_analytics._kafka import protocol_hint
+from tu_analytics._pipeline import ConsumeError
 from tu_analytics._registry import Registry
 from tu_analytics._tail import KafkaBatchSource
 from tu_analytics.errors import (
     AuthenticationError,
     ConfigurationError,
+    ConnectionError,
     RegistryError,
     authentication_error,
 )
@@ -224,3 +226,26 @@ def test_the_registry_budget_counts_time_waiting_not_the_windows_length(registry
         reg.schemas([1])
         time.sleep(0.6)  # a long read between two new schema ids
         assert reg.schemas([2]) == {2: SCHEMA}
+
+
+def test_tail_reopens_after_a_fatal_consumer_error_at_the_positions_reached() -> None:
+    fake = topic({0: [T0 + i for i in range(6)]}, fetch_records=3)
+    opened: list[FakeConsumer] = []
+
+    def factory(s: object) -> FakeConsumer:
+        opened.append(fake)
+        return fake
+
+    src = KafkaBatchSource(settings(), FakeRegistry({7: SCHEMA}), start_ms=T0,
+                           consumer=factory)  # type: ignore[arg-type]
+    first = src.poll(0.01)
+    assert first is not None
+    assert first.height == 3
+    fake.pending_errors.append(ConsumeError("_FENCED", "fenced", fatal=True, partition=0))
+    assert src.poll(0.01) is None
+    assert fake.closed
+    assert isinstance(src.problem, ConnectionError)
+    src._retry_at = 0.0
+    rest = drain(src)
+    assert rest["offset"].to_list() == [3, 4, 5]
+    assert len(opened) == 2
