@@ -230,18 +230,16 @@ class _Read:
 
 
 class _Guard:
-    """Progress hook of a read: after the first batch, the plan's records × the measured
-    bytes per record against the memory limit (so an oversized window stops one batch in);
+    """Progress hook of a read: after each batch, the plan's records × the bytes per record
+    measured so far against the memory limit, so an oversized window stops one batch in
+    (and a window whose records grow stops one batch after the estimate crosses the limit);
     then the progress bar."""
 
     def __init__(self, topic: str, planned: int, limit: int, bar: Any) -> None:
         self.topic, self.planned, self.limit, self.bar = topic, planned, limit, bar
-        self.checked = False
 
     def __call__(self, got: int, stats: _pipeline.ReadStats) -> None:
-        if not self.checked:
-            self.checked = True
-            _memory.check(self.topic, self.planned, stats.count, stats.bytes, self.limit)
+        _memory.check(self.topic, self.planned, stats.count, stats.bytes, self.limit)
         if self.bar is not None:
             self.bar.update(got)
 
