@@ -356,6 +356,42 @@ class _Decoding:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def plan_window(settings: Settings, start: datetime | str, end: datetime | str, *,
+                lateness: str | timedelta | None = None, timeout: float = 10.0,
+                consumer: Callable[[Settings], RecordConsumer] | None = None) -> _pipeline.Plan:
+    """The shared first step for every engine (a Spark driver, the archive): the offset
+    ranges of ``[start, end)`` with ``lateness``, planned on a consumer of its own."""
+    c = (consumer or _kafka.KafkaConsumer)(settings)
+    try:
+        return _pipeline.plan(c, _ms(parse_time(start)), _ms(parse_time(end)),
+                              _lateness_ms(lateness, settings), timeout=timeout)
+    finally:
+        c.close()
+
+
+def read_window(settings: Settings, ranges: Iterable[_pipeline.PartitionRange], start_ms: int,
+                end_ms: int, *, dedupe: bool = False, registry: SchemaSource | None = None,
+                consumer: Callable[[Settings], RecordConsumer] | None = None,
+                stall_timeout: float = 30.0) -> _decode.Decoded:
+    """The shared second step: read ``ranges`` (all of a plan's, or one per Spark task),
+    keep the records stamped in ``[start_ms, end_ms)``, decode them. Returns the decoded
+    records (Kafka columns + Avro fields, in (partition, offset) order) and the records that
+    could not be decoded; flatten with ``formats``."""
+    reg = registry if registry is not None else Registry(settings)
+    c = (consumer or _kafka.KafkaConsumer)(settings)
+    decoding = _Decoding(reg, start_ms, end_ms, dedupe=dedupe)
+    with _pipeline.gc_paused(), reg.deadline():
+        try:
+            _pipeline.read(c, ranges, decoding.submit, stall_timeout=stall_timeout)
+        except BaseException:
+            decoding.cancel()
+            raise
+        finally:
+            c.close()
+        decoded, _ = decoding.result()
+    return decoded
+
+
 def connect(
     settings: Settings | None = None, *, profile: str | None = None, **kwargs: Any
 ) -> Connection:

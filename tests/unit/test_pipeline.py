@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import fastavro
+import polars as pl
 import pytest
 
 from tu_analytics import _pipeline
@@ -420,3 +421,16 @@ def test_memory_guard_stops_after_one_batch() -> None:
     assert fake.consumed <= 1000
     assert "machines=" in str(info.value)
     assert "Spark" in str(info.value)
+
+
+def test_plan_window_and_read_window_are_the_engines_two_steps() -> None:
+    from tu_analytics._connection import plan_window, read_window
+
+    rng = random.Random(11)
+    fake = topic({p: disordered(rng, 300, 60_000, share=0.05) for p in range(3)})
+    a, b = T0 + 50_000, T0 + 150_000
+    p = plan_window(settings(), dt(a), dt(b), lateness="2m", consumer=lambda s: fake)
+    parts = [read_window(settings(), [r], a, b, registry=FakeRegistry({7: SCHEMA}),
+                         consumer=lambda s: fake) for r in p.ranges]  # one task per range
+    records = pl.concat([d.records for d in parts], how="diagonal_relaxed")
+    assert set(zip(records["partition"], records["offset"], strict=True)) == brute(fake, a, b)
