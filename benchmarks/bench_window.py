@@ -153,6 +153,7 @@ def other_round(env: dict[str, str], start: str, end: str, mode: str) -> dict[st
     import tu_analytics as tu
 
     s = tu.Settings.resolve(env=env)
+    own0 = _own_cpu_s()
     a = int(datetime.fromisoformat(start).timestamp() * 1000)
     b = int(datetime.fromisoformat(end).timestamp() * 1000)
     t0 = time.perf_counter()
@@ -180,7 +181,8 @@ def other_round(env: dict[str, str], start: str, end: str, mode: str) -> dict[st
         pl.from_dicts(rows, infer_schema_length=None)
     consumer.close()
     secs = time.perf_counter() - t0
-    return {"records": n, "seconds": secs, "records_per_s": n / secs}
+    return {"records": n, "seconds": secs, "records_per_s": n / secs,
+            "cpu_s": _own_cpu_s() - own0}
 
 
 def reusable(state: Any, root: Path, n: int) -> tuple[int, int] | None:
@@ -310,12 +312,15 @@ def _report(rounds: list[dict[str, dict[str, float]]]) -> dict[str, float]:
           f"{med['plan_seconds']:.2f} / {med['fetch_seconds']:.2f} / "
           f"{med['decode_seconds']:.2f} |")
     print(f"| window records/s | {med['records_per_s']:,.0f} |")
+    bare_cpu = statistics.median(r["bare"]["cpu_s"] for r in rounds)
     print(f"| bare fetch records/s (confluent-kafka, values only) | {bare:,.0f} "
-          f"(window = {med['records_per_s'] / bare:.2f} of it) |")
+          f"(window = {med['records_per_s'] / bare:.2f} of it; CPU seconds {bare_cpu:.2f}) |")
     if conf:
         cr = statistics.median(r["confluent"]["records_per_s"] for r in rounds if "confluent" in r)
+        cpu = [r["confluent"]["cpu_s"] / r["window"]["cpu_s"] for r in rounds if "confluent" in r]
         print(f"| Confluent-docs path records/s | {cr:,.0f} (window "
-              f"{statistics.median(conf):.0f}x, same rounds) |")
+              f"{statistics.median(conf):.0f}x, same rounds; CPU seconds "
+              f"{statistics.median(cpu):.0f}x fewer) |")
     print(f"| CPU seconds: this process / other processes meanwhile | {med['cpu_s']:.1f} / "
           f"{med['others_cpu_s']:.1f} |")
     print(f"| peak RSS above start | {med['peak_rss_mb']:,.0f} MB |")
