@@ -204,7 +204,7 @@ class Connection:
     def tail(self, start: datetime | str | Mapping[int, int] | None = None, *,
              history: int = 50_000, poll_records: int = 5000) -> LiveTail:
         """A live tail from now, from ``start`` (a time), or from stored offsets (a
-        ``{partition: offset}`` mapping such as an earlier tail's ``source.positions``):
+        ``{partition: offset}`` mapping such as an earlier tail's ``tail.positions``):
         call ``.start()``, bind widgets, ``.stop()``. Records that cannot be decoded are kept
         in ``tail.bad_records()`` and counted in ``tail.stats.bad_records``."""
         from ._tail import KafkaBatchSource

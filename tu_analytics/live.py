@@ -344,6 +344,12 @@ class LiveTail:
         finally:
             self._close_source()
 
+    @property
+    def positions(self) -> dict[int, int]:
+        """Next offset per partition after the records received (empty for sources that do
+        not track offsets): pass to ``conn.tail(start=...)`` to resume where this tail was."""
+        return dict(getattr(self._source, "positions", {}))
+
     def bad_records(self) -> pl.DataFrame:
         """Records the source could not decode (newest ``history`` rows; partition, offset,
         raw bytes and reason), as windows keep them in ``window.errors``."""

@@ -233,7 +233,7 @@ def test_tail_keeps_bad_records_and_resumes_from_its_positions(sandbox, values) 
             time.sleep(0.2)
     assert (tail.stats.records, tail.stats.bad_records) == (36, 4)
     assert sorted(tail.bad_records()["offset"].to_list()) == [0, 10, 20, 30]
-    positions = dict(tail._source.positions)  # type: ignore[attr-defined]
+    positions = tail.positions
     assert positions == {0: 40}
     for i, (key, val) in enumerate(values[40:50]):
         producer.produce(topic, val, key, partition=0, timestamp=now + 100 + i)
