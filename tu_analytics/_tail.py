@@ -111,7 +111,7 @@ class KafkaBatchSource:
         schemas = self._registry.schemas(_decode.schema_ids(records["value"]))
         decoded = _decode.decode(records, schemas)
         self._held.clear()
-        self._note(records, decoded)
+        self._note(decoded)
         if not decoded.records.height:
             return None
         return mi.flatten(decoded.records).main
@@ -147,7 +147,7 @@ class KafkaBatchSource:
             frame = frame.filter(pl.col("kafka_timestamp") >= self._start_ms)
         return frame.with_columns(pl.col("kafka_timestamp").cast(pl.Datetime("ms", "UTC")))
 
-    def _note(self, records: pl.DataFrame, decoded: _decode.Decoded) -> None:
+    def _note(self, decoded: _decode.Decoded) -> None:
         if decoded.errors.height:
             self.errors_seen += decoded.errors.height
             self._bad.append(decoded.errors)

@@ -14,7 +14,11 @@ Two rules keep a notebook responsive (see the notes on live widgets):
   heavy frame work of each tick runs in a worker thread so the loop stays free between ticks.
 
 The Kafka side is not here: anything with ``poll(timeout)`` returning a flattened Machine Insights
-``main`` frame (docs/frames.md) and ``close()`` is a :class:`BatchSource`.
+``main`` frame (docs/frames.md) and ``close()`` is a :class:`BatchSource`; a source may also offer
+``take_errors()`` (records it could not decode) and ``positions`` (where to resume).
+
+The module is a little over 500 lines because the buffer and the pump are one design (the pump
+reads only what the buffer guarantees); split, each half would need the other's invariants.
 """
 
 from __future__ import annotations
