@@ -193,7 +193,8 @@ def test_a_hanging_registry_fails_within_ten_seconds(sandbox) -> None:
             except TimeoutError:
                 continue
 
-    threading.Thread(target=accept, daemon=True).start()
+    server = threading.Thread(target=accept, daemon=True)
+    server.start()
     try:
         url = f"http://127.0.0.1:{srv.getsockname()[1]}/apis/ccompat/v7"
         began = time.monotonic()
@@ -202,6 +203,7 @@ def test_a_hanging_registry_fails_within_ten_seconds(sandbox) -> None:
         assert time.monotonic() - began < 10
     finally:
         stop.set()
+        server.join()
         for s in held:
             s.close()
         srv.close()
@@ -325,6 +327,7 @@ def test_plaintext_client_at_a_tls_listener_names_the_mixup(tmp_path) -> None:
                 conn, _ = srv.accept()
             except TimeoutError:
                 continue
+            conn.settimeout(1)
             try:
                 ctx.wrap_socket(conn, server_side=True).recv(10)
             except (OSError, ssl.SSLError):
@@ -332,7 +335,8 @@ def test_plaintext_client_at_a_tls_listener_names_the_mixup(tmp_path) -> None:
             finally:
                 conn.close()
 
-    threading.Thread(target=serve, daemon=True).start()
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
     try:
         began = time.monotonic()
         with pytest.raises(ConfigurationError, match="speaks TLS") as info:
@@ -345,4 +349,5 @@ def test_plaintext_client_at_a_tls_listener_names_the_mixup(tmp_path) -> None:
         assert "SASL_SSL" in str(info.value)
     finally:
         stop.set()
+        server.join()
         srv.close()
