@@ -481,3 +481,12 @@ def test_bind_without_start_leaves_everything_idle() -> None:
     assert pump.task is None
     assert not tail.running
     tail.stop()
+
+
+def test_positions_come_from_a_source_that_tracks_them() -> None:
+    source = FakeSource([batch(["A"])])
+    source.positions = {0: 7, 2: 3}  # type: ignore[attr-defined]
+    with LiveTail(source) as tail:
+        wait_until(lambda: tail.version == 1)
+        assert tail.positions == {0: 7, 2: 3}
+    assert LiveTail(FakeSource()).positions == {}
