@@ -10,7 +10,8 @@
     │   ├── TopicNotFoundError (LookupError) the topic does not exist (or is hidden)
     │   └── RegistryError                    the Schema Registry failed
     ├── WindowError                          a window could not be completed
-    │   └── WindowTooLargeError              a max-records / max-bytes guard tripped
+    │   ├── WindowTooLargeError              a size guard tripped (estimate and limit given)
+    │   └── UnknownSchemasError              no record decoded: every schema id was unknown
     ├── SnapshotError                        a snapshot could not be written or read
     ├── ArchiveError                         a Delta archive could not be opened/read/written
     │   ├── ArchiveConflictError             another archiver committed first
@@ -19,15 +20,36 @@
 
 Messages never contain secrets: callers pass masked settings into them, and driver errors
 are wrapped with ``raise ... from`` after their text has been scrubbed.
+
+Every error carries what a caller needs as attributes, ``None`` where it does not apply:
+``topic``, ``partition``, ``offsets`` (first, one past the last), ``schema_id``, ``url`` and
+``user`` (never a password). Errors raised from more than one place are built by one
+function here (:func:`authentication_error`).
 """
 
 from __future__ import annotations
 
 import builtins
+from typing import Literal
 
 
 class TuAnalyticsError(Exception):
     """Base of every error tu-analytics raises on purpose."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offsets: tuple[int, int] | None = None,
+        schema_id: int | None = None,
+        url: str | None = None,
+        user: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.topic, self.partition, self.offsets = topic, partition, offsets
+        self.schema_id, self.url, self.user = schema_id, url, user
 
 
 class ConfigurationError(TuAnalyticsError, ValueError):
@@ -59,7 +81,27 @@ class WindowError(TuAnalyticsError):
 
 
 class WindowTooLargeError(WindowError):
-    """A window would exceed its ``max_records`` or ``max_bytes`` guard."""
+    """A window would exceed its ``max_records`` or ``max_bytes`` guard (or the memory
+    available). ``estimate_bytes``/``limit_bytes`` (or ``records``/``limit_records``) say by
+    how much."""
+
+    def __init__(self, message: str = "", *, estimate_bytes: int | None = None,
+                 limit_bytes: int | None = None, records: int | None = None,
+                 limit_records: int | None = None, topic: str | None = None) -> None:
+        super().__init__(message, topic=topic)
+        self.estimate_bytes, self.limit_bytes = estimate_bytes, limit_bytes
+        self.records, self.limit_records = records, limit_records
+
+
+class UnknownSchemasError(WindowError):
+    """No record of the window decoded and the registry knew none of its schema ids: the
+    registry is most likely the wrong one. ``schema_ids`` lists the ids asked for."""
+
+    def __init__(self, message: str = "", *, schema_ids: tuple[int, ...] = (),
+                 topic: str | None = None, url: str | None = None) -> None:
+        super().__init__(message, topic=topic, url=url,
+                         schema_id=schema_ids[0] if schema_ids else None)
+        self.schema_ids = schema_ids
 
 
 class SnapshotError(TuAnalyticsError):
@@ -80,9 +122,23 @@ __all__ = [
     "SnapshotError",
     "TopicNotFoundError",
     "TuAnalyticsError",
+    "UnknownSchemasError",
     "WindowError",
     "WindowTooLargeError",
 ]
+
+
+def authentication_error(service: Literal["broker", "registry"], url: str, user: str | None,
+                         detail: str, *, topic: str | None = None) -> AuthenticationError:
+    """The one place an authentication failure is worded: which service, where, whose
+    credentials (the user, never the password) and the service's own (scrubbed) reason."""
+    what = "SASL credentials" if service == "broker" else "registry credentials"
+    where = f" at {url}" if url else ""
+    return AuthenticationError(
+        f"the {'broker' if service == 'broker' else 'Schema Registry'}{where} rejected the "
+        f"{what} of {user!r}: {detail}",
+        topic=topic, url=url or None, user=user,
+    )
 
 
 class TuAnalyticsWarning(UserWarning):
@@ -180,3 +236,15 @@ class ArchiveSchemaError(ArchiveError):
 
 
 __all__ += ["ArchiveConflictError", "ArchiveError", "ArchiveSchemaError"]
+class DisorderWarning(TuAnalyticsWarning):
+    """A record's timestamp came within a fifth of ``lateness`` behind an earlier one in its
+    partition: disorder that large may exceed ``lateness`` elsewhere, and records would then
+    be missed. Raise ``lateness=`` (or ``TU_LATENESS``)."""
+
+
+class CoverageWarning(TuAnalyticsWarning):
+    """The window covers less than asked (its end lies in the future); ``spec.covered_end``
+    says up to when it was read."""
+
+
+__all__ += ["CoverageWarning", "DisorderWarning"]

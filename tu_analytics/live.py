@@ -14,7 +14,11 @@ Two rules keep a notebook responsive (see the notes on live widgets):
   heavy frame work of each tick runs in a worker thread so the loop stays free between ticks.
 
 The Kafka side is not here: anything with ``poll(timeout)`` returning a flattened Machine Insights
-``main`` frame (docs/frames.md) and ``close()`` is a :class:`BatchSource`.
+``main`` frame (docs/frames.md) and ``close()`` is a :class:`BatchSource`; a source may also offer
+``take_errors()`` (records it could not decode) and ``positions`` (where to resume).
+
+The module is a little over 500 lines because the buffer and the pump are one design (the pump
+reads only what the buffer guarantees); split, each half would need the other's invariants.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
@@ -104,6 +108,8 @@ class TailStats:
     """Rows dropped from the history to respect its cap."""
     machines: int
     """Machines in the latest-state table."""
+    bad_records: int = 0
+    """Records the source could not decode (kept in ``LiveTail.bad_records()``)."""
 
 
 def _order_expr(columns: Sequence[str]) -> pl.Expr | None:
@@ -193,6 +199,8 @@ class LiveTail:
         self._trimmed = 0
         self._errors = 0
         self._error: BaseException | None = None
+        self._bad: deque[pl.DataFrame] = deque()
+        self._bad_count = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -285,6 +293,7 @@ class LiveTail:
                 batches=self._version,
                 records_per_s=recent / self._rate_window,
                 errors=self._errors,
+                bad_records=self._bad_count,
                 buffered=self._buffered,
                 trimmed=self._trimmed,
                 machines=self._latest.height,
@@ -328,6 +337,7 @@ class LiveTail:
                     self._running.wait(self._poll_timeout)
                     continue
                 batch = self._source.poll(self._poll_timeout)
+                self._collect_bad()
                 if batch is not None and batch.height:
                     self._append(batch)
         except BaseException as exc:  # everything, so nothing is lost: see .error
@@ -337,6 +347,31 @@ class LiveTail:
             self._stop.set()
         finally:
             self._close_source()
+
+    @property
+    def positions(self) -> dict[int, int]:
+        """Next offset per partition after the records received (empty for sources that do
+        not track offsets): pass to ``conn.tail(start=...)`` to resume where this tail was."""
+        return dict(getattr(self._source, "positions", {}))
+
+    def bad_records(self) -> pl.DataFrame:
+        """Records the source could not decode (newest ``history`` rows; partition, offset,
+        raw bytes and reason), as windows keep them in ``window.errors``."""
+        with self._lock:
+            return _concat(list(self._bad))
+
+    def _collect_bad(self) -> None:
+        # Optional on a source: the Kafka one hands out records it could not decode.
+        take: Callable[[], pl.DataFrame | None] | None = getattr(self._source, "take_errors",
+                                                                 None)
+        bad = take() if take is not None else None
+        if bad is None or not bad.height:
+            return
+        with self._lock:
+            self._bad.append(bad)
+            self._bad_count += bad.height
+            while sum(f.height for f in self._bad) > self._history and len(self._bad) > 1:
+                self._bad.popleft()
 
     def _append(self, batch: pl.DataFrame) -> None:
         batch = batch.clone()  # our own handle: the source may reuse or mutate its frame

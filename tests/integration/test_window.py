@@ -25,7 +25,7 @@ from polars.testing import assert_frame_equal
 from sim_schedule import busy_window
 
 import tu_analytics
-from tu_analytics import _kafka
+from tu_analytics import _kafka, _pipeline
 from tu_analytics.errors import DecodeWarning, RetentionWarning
 
 
@@ -106,11 +106,23 @@ def test_window_across_the_schema_change_holds_both_ids(sandbox) -> None:
     assert win.main["AmberWarningLamp"].dtype == pl.Boolean
 
 
+def _register_subject(sandbox, topic: str) -> None:
+    """The topic's value subject, as a producer registers it (windows check it exists)."""
+    from confluent_kafka.schema_registry import Schema
+
+    from tu_analytics.sandbox.provision import operator_registry_config, schema_text
+
+    with SchemaRegistryClient(operator_registry_config(sandbox.state)) as sr:
+        sr.register_schema(f"{topic}-value",
+                           Schema(schema_text("machine_insights_v1.avsc"), "AVRO"))
+
+
 def test_bad_records_land_in_errors_with_offsets(sandbox) -> None:
     admin_env = sandbox.env(admin=True)
     topic = f"bad-input-{time.monotonic_ns()}"
     admin = AdminClient(_kafka_conf(admin_env))
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result()
+    _register_subject(sandbox, topic)
     good = read_all(admin_env, admin_env["TU_TOPIC"])[:3000]
     v1 = sandbox.state.schema_ids["insights.1"]
     body = good[0][4][5:]
@@ -261,20 +273,20 @@ def test_broker_paused_mid_window_completes_or_fails_clearly(sandbox, settled, m
     a = cut - 2 * 86_400_000
     expected = {(p, o) for p, o, ts, _, _ in records if a <= ts < cut}
     pid = _broker_pid(sandbox)
-    real_fetch = _kafka.fetch
+    real_read = _pipeline.read
 
     def fetch_with_pause(pause: float):
         def wrapped(*args, **kw):
             fired = []
 
-            def on_progress(n: int) -> None:
+            def on_progress(n: int, stats: object) -> None:
                 if not fired:
                     fired.append(1)
                     os.kill(pid, signal.SIGSTOP)
                     threading.Timer(pause, os.kill, (pid, signal.SIGCONT)).start()
 
             kw["on_progress"] = on_progress
-            return real_fetch(*args, **kw)
+            return real_read(*args, **kw)
 
         return wrapped
 
@@ -288,14 +300,14 @@ def test_broker_paused_mid_window_completes_or_fails_clearly(sandbox, settled, m
         }
     )
     # a short pause: the window completes, and exactly
-    monkeypatch.setattr(_kafka, "fetch", fetch_with_pause(3))
+    monkeypatch.setattr(_pipeline, "read", fetch_with_pause(3))
     win = conn.window(_dt(a), _dt(cut), progress=False, stall_timeout=30)
     got = set(zip(win.main["partition"], win.main["offset"], strict=True)) | set(
         zip(win.errors["partition"], win.errors["offset"], strict=True)
     )
     assert got == expected
     # a long one: a clear error, no partial frame
-    monkeypatch.setattr(_kafka, "fetch", fetch_with_pause(8))
+    monkeypatch.setattr(_pipeline, "read", fetch_with_pause(8))
     with pytest.raises(tu_analytics.WindowError, match="no partial"):
         conn.window(_dt(a), _dt(cut), progress=False, stall_timeout=3)
     time.sleep(6)
@@ -303,32 +315,23 @@ def test_broker_paused_mid_window_completes_or_fails_clearly(sandbox, settled, m
 
 def test_interrupt_closes_the_consumer(sandbox, monkeypatch) -> None:
     closed = []
-    real = _kafka.make_consumer
 
-    def tracking(*a, **kw):
-        consumer, errors = real(*a, **kw)
+    class Tracking(_kafka.KafkaConsumer):
+        def close(self) -> None:
+            closed.append(1)
+            super().close()
 
-        class Wrapped:
-            def __getattr__(self, name):
-                return getattr(consumer, name)
-
-            def close(self):
-                closed.append(1)
-                consumer.close()
-
-        return Wrapped(), errors
-
-    monkeypatch.setattr(_kafka, "make_consumer", tracking)
-    real_fetch = _kafka.fetch
+    monkeypatch.setattr(_kafka, "KafkaConsumer", Tracking)
+    real_read = _pipeline.read
 
     def interrupting(*args, **kw):
-        def boom(n: int) -> None:
+        def boom(n: int, stats: object) -> None:
             raise KeyboardInterrupt
 
         kw["on_progress"] = boom
-        return real_fetch(*args, **kw)
+        return real_read(*args, **kw)
 
-    monkeypatch.setattr(_kafka, "fetch", interrupting)
+    monkeypatch.setattr(_pipeline, "read", interrupting)
     with pytest.raises(KeyboardInterrupt):
         sandbox.connect().window(last="1d", progress=False)
     assert closed == [1]

@@ -111,9 +111,32 @@ class RecordingView:
         self.errors.append((error, context))
 
 
-def test_fake_source_satisfies_protocol() -> None:
-    source: BatchSource = FakeSource()  # mypy-level check that the protocol is the public one
-    assert source is not None
+class BadRecordSource(FakeSource):
+    """A source that also hands out records it could not decode, as the Kafka one does."""
+
+    def __init__(self, frames: list[pl.DataFrame], bad: list[pl.DataFrame]) -> None:
+        super().__init__(frames)
+        self.bad = deque(bad)
+
+    def take_errors(self) -> pl.DataFrame | None:
+        return self.bad.popleft() if self.bad else None
+
+
+def test_bad_records_from_the_source_are_kept_and_counted() -> None:
+    bad = [pl.DataFrame({"offset": [5, 6], "reason": ["x", "y"]}),
+           pl.DataFrame({"offset": [9], "reason": ["z"]})]
+    source: BatchSource = BadRecordSource([batch(["A"]), batch(["B"], offset=1)], bad)
+    with LiveTail(source) as tail:
+        wait_until(lambda: tail.stats.bad_records == 3 and tail.version == 2)
+    assert tail.bad_records()["offset"].to_list() == [5, 6, 9]
+    assert tail.stats.records == 2
+
+
+def test_a_source_without_an_errors_buffer_counts_none() -> None:
+    with LiveTail(FakeSource([batch(["A"])])) as tail:
+        wait_until(lambda: tail.version == 1)
+    assert tail.stats.bad_records == 0
+    assert tail.bad_records().height == 0
 
 
 # -- the tail ------------------------------------------------------------------------------------
@@ -458,3 +481,12 @@ def test_bind_without_start_leaves_everything_idle() -> None:
     assert pump.task is None
     assert not tail.running
     tail.stop()
+
+
+def test_positions_come_from_a_source_that_tracks_them() -> None:
+    source = FakeSource([batch(["A"])])
+    source.positions = {0: 7, 2: 3}  # type: ignore[attr-defined]
+    with LiveTail(source) as tail:
+        wait_until(lambda: tail.version == 1)
+        assert tail.positions == {0: 7, 2: 3}
+    assert LiveTail(FakeSource()).positions == {}
