@@ -195,3 +195,18 @@ def test_units_are_not_kept_per_row_and_come_back_once(batch: dict[str, Any],
         assert by[column]["unit"] == cat[name].unit
         assert by[column]["raw_unit"] == cat[name].unit  # what the generator streams
     assert by["RedStopLamp"]["unit"] is None
+
+
+def test_chunks_of_different_versions_concat_like_one_decode(batch: dict[str, Any],
+                                                             native: str) -> None:
+    """The window pipeline decodes chunk by chunk: v1's plain longs and v3's timestamps, v2's
+    ``["null","double"]`` and v3's three-branch ``ParsedValue`` meet in ``concat``."""
+    frame = bench.records_frame(batch["values"])
+    ids = sorted(batch["schemas"])
+    parts = [_decode.decode(frame.filter(pl.col("value").bin.slice(1, 4) == i.to_bytes(4, "big")),
+                            batch["schemas"]) for i in ids]
+    whole = _decode.decode(frame, batch["schemas"])
+    joined = _decode.concat(parts)
+    assert joined.records.schema == whole.records.schema
+    assert joined.records.sort("offset").equals(whole.records)
+    assert dict(joined.units.iter_rows()) == dict(whole.units.iter_rows())
