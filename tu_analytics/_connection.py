@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
+
 from . import _decode, _kafka, _machines, _memory, _pipeline
 from ._pipeline import RecordConsumer
 from ._registry import Registry, SchemaSource
@@ -408,6 +410,21 @@ def read_window(settings: Settings, ranges: Iterable[_pipeline.PartitionRange], 
     return decoded
 
 
+def build_window(conn: Connection, plan: _pipeline.Plan, decoded: _decode.Decoded, *,
+                 machines: str | Iterable[str] | None = None,
+                 stats: _pipeline.ReadStats | None = None) -> Window:
+    """The shared third step: decoded records of a plan (or of some of its ranges) as a
+    :class:`Window`'s frames, flattened exactly as ``window()`` does. Writer schemas come
+    from ``conn``'s registry cache (filled while ``read_window`` decoded with it)."""
+    ids = pl.concat([decoded.records.select("schema_id"), decoded.errors.select("schema_id")])
+    wanted = sorted(int(i) for i in ids["schema_id"].drop_nulls().unique())
+    read = _Read(plan, stats or _pipeline.ReadStats(), decoded, conn._registry.schemas(wanted),
+                 None)
+    begin = datetime.fromtimestamp(plan.start_ms / 1000, UTC)
+    stop = datetime.fromtimestamp(min(plan.end_ms, _MAX_MS) / 1000, UTC)
+    return conn._build(read, begin, stop, _machine_set(machines))
+
+
 def connect(
     settings: Settings | None = None, *, profile: str | None = None, **kwargs: Any
 ) -> Connection:
@@ -422,6 +439,10 @@ def connect(
     if settings is None:
         settings = Settings.resolve(profile=profile, **kwargs)
     return Connection(settings)
+
+
+#: 9999-12-31T23:59:59Z: the latest instant a window's end can name.
+_MAX_MS = 253_402_300_799_000
 
 
 def _ms(dt: datetime) -> int:

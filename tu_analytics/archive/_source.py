@@ -3,7 +3,7 @@
 Everything the archive needs from Kafka and the decoder goes through these four functions,
 so when the pipeline becomes ``plan(settings, start, end, lateness) -> ranges`` and
 ``read(range) -> batches + errors`` only this module changes. A range is read when the
-consumer's position reached its end (``_kafka.fetch``): transaction markers are never
+consumer's position reached its end (``_pipeline.read``): transaction markers are never
 delivered, so "offset end - 1 was seen" would wait forever.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from .. import _decode, _kafka
+from .. import _decode, _kafka, _pipeline
 from ..formats import Frames, detect_format
 from ..formats import machine_insights as mi
 from ..formats import raw as raw_format
@@ -40,65 +40,54 @@ class Range:
 
 
 def marks(conn: Connection, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
-    """Every partition of the topic -> (low watermark, high watermark), asked now."""
-    from confluent_kafka import TopicPartition
-
-    s = conn.settings
-    consumer, errors = _kafka.make_consumer(s)
+    """Every partition of the topic -> (low watermark, high watermark), asked now (the high
+    one is the last stable offset: nothing past an open transaction is archived)."""
+    consumer = _kafka.KafkaConsumer(conn.settings)
     try:
-        parts = _kafka.describe_topic(consumer, errors, s, timeout)
-        return {p: consumer.get_watermark_offsets(TopicPartition(s.topic, p), timeout=timeout,
-                                                  cached=False) for p in parts}
+        return {p: consumer.watermarks(p, timeout) for p in consumer.partitions(timeout)}
     finally:
         consumer.close()
 
 
 def plan(conn: Connection, start_ms: int, end_ms: int, timeout: float = 10.0) -> list[Range]:
-    """The window planner: per partition, the offsets of the records received in
-    ``[start_ms, end_ms)`` (end capped at the high watermark taken now)."""
-    s = conn.settings
-    consumer, errors = _kafka.make_consumer(s)
-    try:
-        got = _kafka.plan(consumer, errors, s, start_ms, end_ms, timeout)
-    finally:
-        consumer.close()
-    return [Range(r.partition, r.start, r.end, r.low) for r in got]
+    """The window planner (``window()``'s own, with its lateness rule): per partition, the
+    offsets that can hold records received in ``[start_ms, end_ms)``."""
+    from .._connection import plan_window
+
+    got = plan_window(conn.settings, _dt(start_ms), _dt(end_ms), timeout=timeout)
+    return [Range(r.partition, r.start, r.end, r.low) for r in got.ranges]
 
 
 def read(conn: Connection, ranges: list[Range], start_ms: int = 0,
          end_ms: int = ALL_TIME_MS, stall_timeout: float = 30.0) -> Window:
     """Exactly the offsets of ``ranges`` (records with timestamps in ``[start_ms, end_ms)``),
     decoded and flattened into a :class:`Window` as ``conn.window`` would."""
-    from .._connection import _Decoding
+    from .._connection import build_window, read_window
 
-    s = conn.settings
-    planned = [_kafka.PartitionRange(r.partition, r.start, r.end, r.low) for r in ranges]
-    decoding = _Decoding(conn._registry, start_ms, end_ms)
-    consumer, errors = _kafka.make_consumer(s)
-    with _kafka.gc_paused():
-        try:
-            _kafka.fetch(consumer, errors, s, planned, start_ms=start_ms, end_ms=end_ms,
-                         max_bytes=None, stall_timeout=stall_timeout,
-                         on_chunk=decoding.submit)
-        except BaseException:
-            decoding.cancel()
-            raise
-        finally:
-            consumer.close()
-        decoded, schemas = decoding.result()
-    begin, stop = _dt(start_ms), _dt(min(end_ms, 253402300799000))
-    return conn._build(decoded, schemas, begin, stop, planned, None)
+    planned = tuple(_pipeline.PartitionRange(r.partition, r.start, r.end, r.low)
+                    for r in ranges)
+    decoded = read_window(conn.settings, planned, start_ms, end_ms, registry=conn._registry,
+                          stall_timeout=stall_timeout)
+    return build_window(conn, _plan(conn, start_ms, end_ms, planned), decoded)
 
 
 def decode(conn: Connection, records: pl.DataFrame) -> Window:
     """Records that never went through Kafka (``partition``, ``offset``, ``kafka_timestamp``,
     ``key``, ``value``; partition/offset may be null) decoded into a :class:`Window`."""
+    from .._connection import build_window
+
     raw = records["value"].to_list()
-    decoded, schemas = _decode.decode_chunk(records, raw, conn._registry.schemas)
+    decoded, _ = _decode.decode_chunk(records, raw, conn._registry.schemas)
     stamps = records["kafka_timestamp"]
     lo = int(stamps.min().timestamp() * 1000) if records.height else 0  # type: ignore[union-attr]
     hi = int(stamps.max().timestamp() * 1000) + 1 if records.height else 1  # type: ignore[union-attr]
-    return conn._build(decoded, schemas, _dt(lo), _dt(hi), [], None)
+    return build_window(conn, _plan(conn, lo, hi, ()), decoded)
+
+
+def _plan(conn: Connection, start_ms: int, end_ms: int,
+          ranges: tuple[_pipeline.PartitionRange, ...]) -> _pipeline.Plan:
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    return _pipeline.Plan(conn.settings.topic, start_ms, end_ms, 0, ranges, now)
 
 
 def frames_for(conn: Connection, schema_ids: list[int]) -> Frames:
