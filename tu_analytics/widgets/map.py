@@ -344,22 +344,28 @@ def _spread(machines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         (pl.col("lon").max() - pl.col("lon").min()).alias("lon"),
     ).row(0)
     lat_span, lon_span = float(spans[0]), float(spans[1])
-    radius = 0.025 * max(lat_span * 1.4, lon_span * 1.4, 4.0)
-    m = m.join(centres.select("__site", "lat", "lon", "machines"), on="__site", how="left")
+    base = 0.025 * max(lat_span * 1.4, lon_span * 1.4, 4.0)
+    # A bigger site gets a wider ring, so its machines do not touch each other or the marker.
+    centres = centres.with_columns(
+        (base * (pl.col("machines").cast(pl.Float64) / 6).clip(1.0, 4.0)).alias("radius")
+    )
+    m = m.join(
+        centres.select("__site", "lat", "lon", "machines", "radius"), on="__site", how="left"
+    )
     k = pl.int_range(pl.len()).over("__site").cast(pl.Float64)
     angle = 2 * math.pi * k / pl.col("machines").cast(pl.Float64)
     coslat = pl.col("lat").radians().cos().clip(0.2, 1.0)
     many = pl.col("machines") > 1
     m = m.with_columns(
         pl.when(many)
-        .then(pl.col("lat") + radius * angle.sin())
+        .then(pl.col("lat") + pl.col("radius") * angle.sin())
         .otherwise(pl.col("Latitude"))
         .alias("shown_lat"),
         pl.when(many)
-        .then(pl.col("lon") + radius * angle.cos() / coslat)
+        .then(pl.col("lon") + pl.col("radius") * angle.cos() / coslat)
         .otherwise(pl.col("Longitude"))
         .alias("shown_lon"),
-    ).drop("__site", "lat", "lon", "machines")
+    ).drop("__site", "lat", "lon", "machines", "radius")
     counts = pl.concat_str(
         [pl.when(pl.col(s) > 0).then(pl.format("{} " + s, pl.col(s))) for s in STATES],
         separator=", ",
@@ -373,7 +379,7 @@ def _spread(machines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.format(
             "<b>{}</b><br>{} machines: {}", pl.col("__site"), pl.col("machines"), counts
         ).alias("hover"),
-        pl.lit(radius).alias("radius"),
+        "radius",
     )
     return m, sites
 
@@ -539,7 +545,7 @@ def _trail_arrays(trails: pl.DataFrame) -> tuple[list[float | None], list[float 
     return lats, lons
 
 
-def _view(data: MapData) -> Bounds:
+def _view(data: MapData, aspect: float = 1.5) -> Bounds:
     m = data.machines
     if m.is_empty():
         return WORLD
@@ -552,8 +558,19 @@ def _view(data: MapData) -> Bounds:
     r = float(data.sites.get_column("radius").max() or 0.0)  # type: ignore[arg-type]
     view = Bounds(
         cx - half_x - 2 * r, cx + half_x + 2 * r, cy - half_y - 3 * r, cy + half_y + 2 * r
-    )
-    return view.grown(0.2)
+    ).grown(0.2)
+    return _widened(view, aspect)
+
+
+def _widened(view: Bounds, aspect: float) -> Bounds:
+    """``view`` grown east and west until its projected width/height is at least ``aspect``, so
+    a fleet spread north-south still fills a wide plot (the plot shrinks to the view's shape)."""
+    y0, y1 = (float(v) for v in project([view.lat0, view.lat1]))
+    want = aspect * (y1 - y0)
+    if view.lon1 - view.lon0 >= want:
+        return view
+    pad = (want - (view.lon1 - view.lon0)) / 2
+    return Bounds(max(view.lon0 - pad, -180.0), min(view.lon1 + pad, 180.0), view.lat0, view.lat1)
 
 
 def _apply_base(fig: Any, view: Bounds, sites: pl.DataFrame) -> None:
@@ -645,7 +662,7 @@ def _apply(fig: Any, data: MapData, *, fit: bool, width: int = 900) -> None:
             **_coords(fig, s.get_column("lat").to_list(), s.get_column("lon").to_list()),
             text=[str(n) for n in s.get_column("machines").to_list()],
             customdata=s.get_column("hover").to_list(),
-            marker={"size": [16 + 3 * min(n, 12) for n in s.get_column("machines").to_list()]},
+            marker={"size": [20 + min(n, 8) for n in s.get_column("machines").to_list()]},
         )
         annotations = [a for a in fig.layout.annotations if a.name != "empty"]
         if m.is_empty():
@@ -664,7 +681,8 @@ def _apply(fig: Any, data: MapData, *, fit: bool, width: int = 900) -> None:
             )
         fig.layout.annotations = annotations
         if fit:
-            view = _view(data)
+            height = int(fig.layout.height or 600) - 40  # the legend's row
+            view = _view(data, aspect=width / max(height, 100))
             _apply_base(fig, view, data.sites)
             _fit(fig, view, width)
 
