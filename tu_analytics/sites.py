@@ -222,8 +222,16 @@ def assign_sites(main: pl.DataFrame) -> pl.DataFrame:
     def known(expr: pl.Expr) -> pl.Expr:
         return expr.forward_fill().over(group) if group else expr
 
+    # Work on the few columns needed (a window has hundreds), then attach the result.
     ranked = (
-        frame.with_row_index("__row")
+        frame.select(
+            *(
+                c
+                for c in ("MachineId", "kafka_timestamp", "City", "Latitude", "Longitude")
+                if c in frame.columns
+            )
+        )
+        .with_row_index("__row")
         .with_columns(
             city.alias("__city"), lat.alias("__lat"), lon.alias("__lon"), when.alias("__t")
         )
@@ -238,4 +246,4 @@ def assign_sites(main: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(
         pl.coalesce("__city", known(pl.col("__city")), "__near", "__place").alias("site")
     )
-    return ranked.sort("__row").select([*frame.columns, "site"])
+    return frame.with_columns(ranked.sort("__row").get_column("site"))

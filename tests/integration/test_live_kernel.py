@@ -213,18 +213,20 @@ conn = tu.connect()
 def map_points(m):
     '''(MachineId, lat, lon) of every marker the map widget's figure holds.'''
     pts = []
-    mid = _CUSTOM.index("MachineId")
+    mid, pos = _CUSTOM.index("MachineId"), _CUSTOM.index("position_text")
     for tr in m.figure_widget.data:
-        if tr.mode != "markers" or tr.visible is False or tr.lat is None:
+        if tr.mode != "markers" or tr.visible is False or tr.customdata is None:
             continue
-        ids = [] if tr.customdata is None else [row[mid] for row in tr.customdata]
-        pts += [[i, float(a), float(o)] for i, a, o in zip(ids, tr.lat, tr.lon, strict=True)]
+        # Machines of a site are drawn on a ring around it; hover keeps the exact position.
+        pts += [[row[mid], *(round(float(v), 4) for v in row[pos].split(", "))]
+                for row in tr.customdata]
     return sorted(pts)
 
 def prepared_points(frame):
     '''The same triples from the map's own data preparation.'''
     ms = prepare_map(frame).machines
-    return sorted([list(r) for r in ms.select("MachineId", "Latitude", "Longitude").iter_rows()])
+    return sorted([[i, round(a, 4), round(o, 4)]
+                   for i, a, o in ms.select("MachineId", "Latitude", "Longitude").iter_rows()])
 
 async def wait_for(cond, what, limit=60.0, step=0.1):
     t0 = time.monotonic()
@@ -284,7 +286,7 @@ def test_live_map_equals_the_window_of_the_same_period(sandbox, start_kernel) ->
     k.run(SETUP)
     k.run(f"""
 start = datetime.now(UTC) - timedelta(hours=1)
-m, u = MachineMap(), UtilisationView()
+m, u = MachineMap(live=True), UtilisationView(live=True)
 tail = conn.tail(start=start)
 pump = bind(tail, m, u, rate_hz={RATE_HZ})
 """)
@@ -430,7 +432,7 @@ def test_kernel_stays_responsive_while_the_tail_ingests_thousands_per_second(
     k = start_kernel({**admin, "TU_TOPIC": topic})
     k.run(SETUP)
     k.run(f"""
-m, u = MachineMap(), UtilisationView()
+m, u = MachineMap(live=True), UtilisationView(live=True)
 # Small batches: many more batches arrive than the pump may redraw.
 tail = conn.tail(start=datetime.now(UTC) - timedelta(seconds=5), poll_records=500)
 pump = bind(tail, m, u, rate_hz={RATE_HZ})

@@ -258,7 +258,9 @@ def prepare_map(
     state = machine_state(frame, now=now, stale_after=stale_after).select(
         "MachineId", "state", "last_seen"
     )
-    positions = valid_positions(frame)
+    # Only the columns positions need: sorting a window's hundreds of columns is the slow part.
+    keep = ("MachineId", "Latitude", "Longitude", "Location_datetime", "kafka_timestamp")
+    positions = valid_positions(frame.select(c for c in keep if c in frame.columns))
     latest = _latest_positions(positions)
     known = info.join(state, on="MachineId", how="left")
 
