@@ -368,12 +368,17 @@ def _spread(machines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .otherwise(pl.col("Longitude"))
         .alias("shown_lon"),
     ).drop("__site", "lat", "lon", "machines", "radius")
+    return m, _site_markers(centres)
+
+
+def _site_markers(centres: pl.DataFrame) -> pl.DataFrame:
+    """One row per site: its centre, count, ring radius and hover text (states counted)."""
     counts = pl.concat_str(
         [pl.when(pl.col(s) > 0).then(pl.format("{} " + s, pl.col(s))) for s in STATES],
         separator=", ",
         ignore_nulls=True,
     )
-    sites = centres.select(
+    return centres.select(
         pl.col("__site").alias("site"),
         "lat",
         "lon",
@@ -383,7 +388,6 @@ def _spread(machines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         ).alias("hover"),
         "radius",
     )
-    return m, sites
 
 
 def is_tile_style(map_style: str | dict[str, Any]) -> bool:
@@ -398,34 +402,9 @@ def _trace(tiles: bool, **kw: Any) -> go.Scatter | go.Scattermap:
     return go.Scatter(**kw)
 
 
-def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
-    tiles = is_tile_style(map_style)
-    styles = trace_styles()
-    traces = [_trace(tiles, **styles[name]) for name in ("land", "borders", "places")]
-    traces.append(
-        _trace(
-            tiles,
-            name="trails",
-            mode="lines",
-            hoverinfo="skip",
-            showlegend=False,
-            line={"width": 2, "color": "rgba(60,90,140,0.45)"},
-            connectgaps=False,
-        )
-    )
-    traces += [
-        _trace(
-            tiles,
-            name=state,
-            mode="markers",
-            legendgroup="state",
-            legendrank=1000 + STATES.index(state),
-            marker={"size": 11, "color": STATE_COLOURS[state]},
-            hovertemplate=_HOVER + "<extra></extra>",
-        )
-        for state in _DRAW_ORDER
-    ]
-    traces += [
+def _overlay_traces(tiles: bool) -> list[go.Scatter | go.Scattermap]:
+    """The continuous colouring, the machines without a value for it, and the site markers."""
+    return [
         _trace(
             tiles,
             name="value",
@@ -462,6 +441,36 @@ def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
             hovertemplate="%{customdata}<extra></extra>",
         ),
     ]
+
+
+def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
+    tiles = is_tile_style(map_style)
+    styles = trace_styles()
+    traces = [_trace(tiles, **styles[name]) for name in ("land", "borders", "places")]
+    traces.append(
+        _trace(
+            tiles,
+            name="trails",
+            mode="lines",
+            hoverinfo="skip",
+            showlegend=False,
+            line={"width": 2, "color": "rgba(60,90,140,0.45)"},
+            connectgaps=False,
+        )
+    )
+    traces += [
+        _trace(
+            tiles,
+            name=state,
+            mode="markers",
+            legendgroup="state",
+            legendrank=1000 + STATES.index(state),
+            marker={"size": 11, "color": STATE_COLOURS[state]},
+            hovertemplate=_HOVER + "<extra></extra>",
+        )
+        for state in _DRAW_ORDER
+    ]
+    traces += _overlay_traces(tiles)
     fig = go.Figure(data=traces)
     fig.update_layout(
         height=height,
