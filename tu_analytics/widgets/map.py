@@ -228,6 +228,34 @@ def _empty(options: MapOptions, frame: pl.DataFrame) -> MapData:
     )
 
 
+def _shown_machines(
+    latest: pl.DataFrame, selected: pl.DataFrame, site: str | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The machines drawn (hover texts, display positions) and their site markers."""
+    machines = latest.join(selected, on="MachineId", how="inner")
+    numeric = "__value" in machines.columns and machines.schema["__value"].is_numeric()
+    value = pl.col("__value").cast(pl.Float64) if numeric else pl.lit(None, pl.Float64)
+    machines = machines.with_columns(
+        pl.col("label").fill_null(pl.col("MachineId")),
+        pl.col("state").fill_null("no recent data"),
+        value.alias("value"),
+    )
+    machines = machines.with_columns(
+        *(pl.col(c).cast(pl.String).fill_null("–") for c in ("OEMName", "Model")),
+        _text(pl.col(_HOURS), 1, " h").alias("hours_text"),
+        _text(pl.col(_FUEL), 0, " %").alias("fuel_text"),
+        pl.col("last_seen").dt.to_string("%Y-%m-%d %H:%M:%S UTC").fill_null("–").alias("seen_text"),
+        (pl.col(site).cast(pl.String) if site else pl.lit(None, pl.String))
+        .fill_null("–")
+        .alias("site_text"),
+        _text(pl.col("value"), 2, "").alias("value_text"),
+        pl.format("{}, {}", pl.col("Latitude").round(5), pl.col("Longitude").round(5)).alias(
+            "position_text"
+        ),
+    ).sort("label")
+    return _spread(machines)
+
+
 def prepare_map(
     frame: pl.DataFrame | None,
     options: MapOptions = MapOptions(),
@@ -279,28 +307,7 @@ def prepare_map(
         if values and column is not None:
             selected = selected.filter(pl.col(column).cast(pl.String).is_in(list(values)))
 
-    machines = latest.join(selected, on="MachineId", how="inner")
-    numeric = "__value" in machines.columns and machines.schema["__value"].is_numeric()
-    value = pl.col("__value").cast(pl.Float64) if numeric else pl.lit(None, pl.Float64)
-    machines = machines.with_columns(
-        pl.col("label").fill_null(pl.col("MachineId")),
-        pl.col("state").fill_null("no recent data"),
-        value.alias("value"),
-    )
-    machines = machines.with_columns(
-        *(pl.col(c).cast(pl.String).fill_null("–") for c in ("OEMName", "Model")),
-        _text(pl.col(_HOURS), 1, " h").alias("hours_text"),
-        _text(pl.col(_FUEL), 0, " %").alias("fuel_text"),
-        pl.col("last_seen").dt.to_string("%Y-%m-%d %H:%M:%S UTC").fill_null("–").alias("seen_text"),
-        (pl.col(site).cast(pl.String) if site else pl.lit(None, pl.String))
-        .fill_null("–")
-        .alias("site_text"),
-        _text(pl.col("value"), 2, "").alias("value_text"),
-        pl.format("{}, {}", pl.col("Latitude").round(5), pl.col("Longitude").round(5)).alias(
-            "position_text"
-        ),
-    ).sort("label")
-    machines, sites = _spread(machines)
+    machines, sites = _shown_machines(latest, selected, site)
 
     trails = (
         _trails(positions, machines.get_column("MachineId").to_list(), trail_points)
