@@ -221,6 +221,29 @@ def _freshness(main: pl.DataFrame, now: datetime, zone: str) -> str:
     return f"newest record received {format_ago(newest, now)} ({format_local(newest, zone)})"
 
 
+def _summary_rows(
+    main: pl.DataFrame,
+    shown: MapData,
+    summary: Mapping[str, Any] | None,
+    *,
+    tz: str,
+    written: datetime,
+) -> dict[str, str]:
+    zone = _page_zone(tz)
+    ids = main.get_column("MachineId").drop_nulls() if "MachineId" in main.columns else None
+    rows = {
+        **{k: _human(v, zone) for k, v in (summary or {}).items()},
+        "records": format_number(main.height),
+        "machines": format_number(ids.n_unique() if ids is not None else 0),
+        "machines on the map": format_number(shown.machines.height),
+        "freshness": _freshness(main, written, zone),
+        "local time": "each machine's site" if tz == SITE_TZ else tz,
+    }
+    if shown.without_position:
+        rows["machines without a valid position"] = format_number(shown.without_position)
+    return rows
+
+
 def write_report(
     main: pl.DataFrame,
     path: str | Path,
@@ -249,21 +272,7 @@ def write_report(
     hours = _window_hours(main)
     zones = _zones(main, tz)
     labels = dict(shown.machines.select("MachineId", "label").iter_rows())
-    caller = {k: _human(v, zone) for k, v in (summary or {}).items()}
-    rows = {
-        **caller,
-        "records": format_number(main.height),
-        "machines": format_number(
-            main.get_column("MachineId").drop_nulls().n_unique()
-            if "MachineId" in main.columns
-            else 0
-        ),
-        "machines on the map": format_number(shown.machines.height),
-        "freshness": _freshness(main, written, zone),
-        "local time": "each machine's site" if tz == SITE_TZ else tz,
-    }
-    if shown.without_position:
-        rows["machines without a valid position"] = format_number(shown.without_position)
+    rows = _summary_rows(main, shown, summary, tz=tz, written=written)
     machines = _machine_rows(shown, hours, zones, tz, written)
     charts = utilisation_figures(prepare_utilisation(main, tz=tz, every=every, now=now), height=380)
     parts = [

@@ -7,8 +7,10 @@ column that is set wherever the machine's place is known *as of that row*:
 1. the row's own ``City``;
 2. else the machine's latest ``City`` received before this row (receipt order), so a row's site
    never depends on later data (feature tables read it at each row's cut-off);
-3. else, when the machine has a position by then, the nearest Natural Earth populated place
-   within :data:`PLACE_RADIUS_KM`, or else the position rounded to 0.1° (``"52.5°N 13.4°E"``).
+3. else, when the machine has a position by then: the newest ``City`` that any machine reported
+   within about 1 km of it before this row (machines at one site share its name);
+4. else the nearest Natural Earth populated place within :data:`PLACE_RADIUS_KM`, or else the
+   position rounded to 0.1° (``"52.5°N 13.4°E"``).
 
 :func:`machine_zones` gives each machine's local IANA time zone from its position, for the
 per-site local time of the utilisation views (``tz="site"``).
@@ -134,30 +136,65 @@ def nearest_places(
     ]
 
 
-def _position_sites(frame: pl.DataFrame) -> pl.Series:
-    """Per row: the place name of the row's own valid position, else null."""
+def _valid_position(frame: pl.DataFrame) -> tuple[pl.Expr, pl.Expr]:
+    """Latitude and longitude where the row has a drawable position, else null."""
     if "Latitude" not in frame.columns or "Longitude" not in frame.columns:
-        return pl.Series("__pos_site", [None] * frame.height, dtype=pl.String)
+        return pl.lit(None, pl.Float64), pl.lit(None, pl.Float64)
     lat = pl.col("Latitude").cast(pl.Float64, strict=False)
     lon = pl.col("Longitude").cast(pl.Float64, strict=False)
     valid = (
         lat.is_finite() & lon.is_finite() & lat.is_between(-90, 90) & lon.is_between(-180, 180)
     ) & ~((lat == 0) & (lon == 0))
+    return pl.when(valid).then(lat), pl.when(valid).then(lon)
+
+
+def _place_names(positions: pl.DataFrame) -> pl.Series:
+    """The place name (:func:`nearest_places`) of each ``lat, lon`` row; null for null."""
+    keyed = positions.select(pl.col("lat").round(4), pl.col("lon").round(4))
     # Many rows share a fix: name each distinct position once.
-    keyed = frame.select(
-        pl.when(valid).then(lat.round(4)).alias("lat"),
-        pl.when(valid).then(lon.round(4)).alias("lon"),
-    )
     distinct = keyed.drop_nulls().unique()
     names = (
         nearest_places(distinct.get_column("lat").to_numpy(), distinct.get_column("lon").to_numpy())
         if distinct.height
         else []
     )
-    lookup = distinct.with_columns(pl.Series("__pos_site", names, dtype=pl.String))
-    return keyed.join(
-        lookup, on=["lat", "lon"], how="left", nulls_equal=False, maintain_order="left"
-    )["__pos_site"]
+    lookup = distinct.with_columns(pl.Series("name", names, dtype=pl.String))
+    return keyed.join(lookup, on=["lat", "lon"], how="left", maintain_order="left")["name"]
+
+
+_CELL = 100  # per degree: neighbouring cells of 0.01° (~1 km) share a site's City
+
+
+def _neighbour_city(ranked: pl.DataFrame) -> pl.Series:
+    """Per row: the newest City already reported by any machine within ~1 km of the row's
+    known position (3×3 cells of 0.01°), as known at the row; else null."""
+    cells = ranked.select(
+        "__row",
+        "__t",
+        (pl.col("__lat") * _CELL).floor().cast(pl.Int64).alias("cy"),
+        (pl.col("__lon") * _CELL).floor().cast(pl.Int64).alias("cx"),
+        "__city",
+    )
+    anchors = cells.drop_nulls(["cy", "cx", "__city"]).sort("__t")
+    found = pl.Series("city", [None] * ranked.height, dtype=pl.String)
+    if anchors.is_empty():
+        return found
+    wanted = cells.drop_nulls(["cy", "cx"]).sort("__t")
+    for dy in (0, -1, 1):
+        for dx in (0, -1, 1):
+            shifted = anchors.with_columns(pl.col("cy") - dy, pl.col("cx") - dx)
+            hit = wanted.join_asof(
+                shifted.select("__t", "cy", "cx", pl.col("__city").alias("city")),
+                on="__t",
+                by=["cy", "cx"],
+                strategy="backward",
+                check_sortedness=False,
+            ).sort("__row")
+            full = ranked.select("__row").join(
+                hit.select("__row", "city"), on="__row", how="left", maintain_order="left"
+            )["city"]
+            found = found.fill_null(full)
+    return found
 
 
 def assign_sites(main: pl.DataFrame) -> pl.DataFrame:
@@ -174,18 +211,39 @@ def assign_sites(main: pl.DataFrame) -> pl.DataFrame:
         if "City" in frame.columns
         else pl.lit(None, pl.String)
     )
-    order = [c for c in ("kafka_timestamp",) if c in frame.columns]
-    work = frame.with_row_index("__row").with_columns(
-        city.alias("__city"), _position_sites(frame).alias("__pos_site")
+    lat, lon = _valid_position(frame)
+    when = (
+        pl.col("kafka_timestamp").cast(pl.Datetime("ms", "UTC"))
+        if "kafka_timestamp" in frame.columns
+        else pl.lit(None, pl.Datetime("ms", "UTC"))
     )
     group = "MachineId" if "MachineId" in frame.columns else None
-    ranked = work.sort([*order, "__row"], nulls_last=False)
-    if group is not None:
-        known_city = pl.col("__city").forward_fill().over(group)
-        known_pos = pl.col("__pos_site").forward_fill().over(group)
-    else:
-        known_city, known_pos = pl.col("__city"), pl.col("__pos_site")
-    ranked = ranked.with_columns(pl.coalesce(pl.col("__city"), known_city, known_pos).alias("site"))
-    return (
-        ranked.sort("__row").drop("__row", "__city", "__pos_site").select([*frame.columns, "site"])
+
+    def known(expr: pl.Expr) -> pl.Expr:
+        return expr.forward_fill().over(group) if group else expr
+
+    # Work on the few columns needed (a window has hundreds), then attach the result.
+    ranked = (
+        frame.select(
+            *(
+                c
+                for c in ("MachineId", "kafka_timestamp", "City", "Latitude", "Longitude")
+                if c in frame.columns
+            )
+        )
+        .with_row_index("__row")
+        .with_columns(
+            city.alias("__city"), lat.alias("__lat"), lon.alias("__lon"), when.alias("__t")
+        )
+        .sort("__t", "__row", nulls_last=False)
+        .with_columns(known(pl.col("__lat")), known(pl.col("__lon")))
     )
+    ranked = ranked.with_columns(
+        _neighbour_city(ranked).alias("__near"),
+        _place_names(
+            ranked.select(pl.col("__lat").alias("lat"), pl.col("__lon").alias("lon"))
+        ).alias("__place"),
+    ).with_columns(
+        pl.coalesce("__city", known(pl.col("__city")), "__near", "__place").alias("site")
+    )
+    return frame.with_columns(ranked.sort("__row").get_column("site"))

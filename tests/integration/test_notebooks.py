@@ -20,6 +20,7 @@ from nbclient.exceptions import CellExecutionError
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 120
+MAX_NOTEBOOK_BYTES = 6_000_000
 
 
 def _kernel_env(extra: dict[str, str]) -> dict[str, str]:
@@ -67,6 +68,11 @@ def test_notebook_runs_clean_against_the_sandbox(path: Path, sandbox, tmp_path: 
     # Every code cell ran (nothing was skipped) and the files it wrote stayed out of the repo.
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count for c in code)
+    # Executed, widget state included, a notebook stays small: figures are stored as data for
+    # JupyterLab's plotly renderer, and plotly.js at most once (a live FigureWidget).
+    size = len(nbformat.writes(nb).encode())
+    print(f"{path.name}: {size / 1e6:.2f} MB after execution")
+    assert size <= MAX_NOTEBOOK_BYTES, f"{path.name} is {size / 1e6:.1f} MB after execution"
 
 
 def test_first_cell_without_settings_says_how_to_start_the_sandbox(tmp_path: Path) -> None:

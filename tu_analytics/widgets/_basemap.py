@@ -98,6 +98,44 @@ def _touching(lines: _Lines, view: Bounds) -> list[np.ndarray[Any, Any]]:
     return [lines.lines[i] for i in np.flatnonzero(hit)]
 
 
+def _clip_edge(ring: np.ndarray[Any, Any], axis: int, bound: float, keep_below: bool) -> Any:
+    """One Sutherland-Hodgman step: ``ring`` (closed, n×2) clipped to one half-plane."""
+    if len(ring) == 0:
+        return ring
+    v = ring[:, axis]
+    inside = v <= bound if keep_below else v >= bound
+    nxt = np.roll(ring, -1, axis=0)
+    nxt_inside = np.roll(inside, -1)
+    out: list[np.ndarray[Any, Any]] = []
+    for i in np.flatnonzero(inside | nxt_inside):
+        a, b = ring[i], nxt[i]
+        if inside[i]:
+            out.append(a)
+        if inside[i] != nxt_inside[i]:
+            t = (bound - a[axis]) / (b[axis] - a[axis])
+            out.append(a + t * (b - a))
+    return np.array(out).reshape(-1, 2)
+
+
+def _clipped(ring: np.ndarray[Any, Any], view: Bounds) -> np.ndarray[Any, Any]:
+    """``ring`` clipped to ``view``: a continent's outline shrinks to the part that is seen."""
+    if (
+        ring[:, 0].min() >= view.lon0
+        and ring[:, 0].max() <= view.lon1
+        and ring[:, 1].min() >= view.lat0
+        and ring[:, 1].max() <= view.lat1
+    ):
+        return ring
+    for axis, bound, below in (
+        (0, view.lon0, False),
+        (0, view.lon1, True),
+        (1, view.lat0, False),
+        (1, view.lat1, True),
+    ):
+        ring = _clip_edge(ring, axis, bound, below)
+    return ring if len(ring) == 0 else np.vstack([ring, ring[:1]])
+
+
 def _joined(parts: list[np.ndarray[Any, Any]]) -> tuple[list[float | None], list[float | None]]:
     """Lines joined into one trace, separated by gaps (one trace draws them all)."""
     lons: list[float | None] = []
@@ -114,7 +152,8 @@ def layer_arrays(view: Bounds) -> dict[str, tuple[list[Any], list[Any], list[str
     Wide views use the 1:110m scale, regional ones 1:50m (finer coasts).
     """
     scale = "110m" if view.lon1 - view.lon0 > 60 else "50m"
-    land = _joined(_touching(_scale(scale, "land"), view))
+    rings = (_clipped(r, view) for r in _touching(_scale(scale, "land"), view))
+    land = _joined([np.round(r, 3) for r in rings if len(r) >= 4])
     borders = _joined(_touching(_scale(scale, "borders"), view))
     rows = base_layer()["places"]
     assert isinstance(rows, list)

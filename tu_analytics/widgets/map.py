@@ -228,6 +228,34 @@ def _empty(options: MapOptions, frame: pl.DataFrame) -> MapData:
     )
 
 
+def _shown_machines(
+    latest: pl.DataFrame, selected: pl.DataFrame, site: str | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The machines drawn (hover texts, display positions) and their site markers."""
+    machines = latest.join(selected, on="MachineId", how="inner")
+    numeric = "__value" in machines.columns and machines.schema["__value"].is_numeric()
+    value = pl.col("__value").cast(pl.Float64) if numeric else pl.lit(None, pl.Float64)
+    machines = machines.with_columns(
+        pl.col("label").fill_null(pl.col("MachineId")),
+        pl.col("state").fill_null("no recent data"),
+        value.alias("value"),
+    )
+    machines = machines.with_columns(
+        *(pl.col(c).cast(pl.String).fill_null("–") for c in ("OEMName", "Model")),
+        _text(pl.col(_HOURS), 1, " h").alias("hours_text"),
+        _text(pl.col(_FUEL), 0, " %").alias("fuel_text"),
+        pl.col("last_seen").dt.to_string("%Y-%m-%d %H:%M:%S UTC").fill_null("–").alias("seen_text"),
+        (pl.col(site).cast(pl.String) if site else pl.lit(None, pl.String))
+        .fill_null("–")
+        .alias("site_text"),
+        _text(pl.col("value"), 2, "").alias("value_text"),
+        pl.format("{}, {}", pl.col("Latitude").round(5), pl.col("Longitude").round(5)).alias(
+            "position_text"
+        ),
+    ).sort("label")
+    return _spread(machines)
+
+
 def prepare_map(
     frame: pl.DataFrame | None,
     options: MapOptions = MapOptions(),
@@ -258,7 +286,9 @@ def prepare_map(
     state = machine_state(frame, now=now, stale_after=stale_after).select(
         "MachineId", "state", "last_seen"
     )
-    positions = valid_positions(frame)
+    # Only the columns positions need: sorting a window's hundreds of columns is the slow part.
+    keep = ("MachineId", "Latitude", "Longitude", "Location_datetime", "kafka_timestamp")
+    positions = valid_positions(frame.select(c for c in keep if c in frame.columns))
     latest = _latest_positions(positions)
     known = info.join(state, on="MachineId", how="left")
 
@@ -277,28 +307,7 @@ def prepare_map(
         if values and column is not None:
             selected = selected.filter(pl.col(column).cast(pl.String).is_in(list(values)))
 
-    machines = latest.join(selected, on="MachineId", how="inner")
-    numeric = "__value" in machines.columns and machines.schema["__value"].is_numeric()
-    value = pl.col("__value").cast(pl.Float64) if numeric else pl.lit(None, pl.Float64)
-    machines = machines.with_columns(
-        pl.col("label").fill_null(pl.col("MachineId")),
-        pl.col("state").fill_null("no recent data"),
-        value.alias("value"),
-    )
-    machines = machines.with_columns(
-        *(pl.col(c).cast(pl.String).fill_null("–") for c in ("OEMName", "Model")),
-        _text(pl.col(_HOURS), 1, " h").alias("hours_text"),
-        _text(pl.col(_FUEL), 0, " %").alias("fuel_text"),
-        pl.col("last_seen").dt.to_string("%Y-%m-%d %H:%M:%S UTC").fill_null("–").alias("seen_text"),
-        (pl.col(site).cast(pl.String) if site else pl.lit(None, pl.String))
-        .fill_null("–")
-        .alias("site_text"),
-        _text(pl.col("value"), 2, "").alias("value_text"),
-        pl.format("{}, {}", pl.col("Latitude").round(5), pl.col("Longitude").round(5)).alias(
-            "position_text"
-        ),
-    ).sort("label")
-    machines, sites = _spread(machines)
+    machines, sites = _shown_machines(latest, selected, site)
 
     trails = (
         _trails(positions, machines.get_column("MachineId").to_list(), trail_points)
@@ -344,28 +353,39 @@ def _spread(machines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         (pl.col("lon").max() - pl.col("lon").min()).alias("lon"),
     ).row(0)
     lat_span, lon_span = float(spans[0]), float(spans[1])
-    radius = 0.025 * max(lat_span * 1.4, lon_span * 1.4, 4.0)
-    m = m.join(centres.select("__site", "lat", "lon", "machines"), on="__site", how="left")
+    base = 0.025 * max(lat_span * 1.4, lon_span * 1.4, 4.0)
+    # A bigger site gets a wider ring, so its machines do not touch each other or the marker.
+    centres = centres.with_columns(
+        (base * (pl.col("machines").cast(pl.Float64) / 6).clip(1.0, 4.0)).alias("radius")
+    )
+    m = m.join(
+        centres.select("__site", "lat", "lon", "machines", "radius"), on="__site", how="left"
+    )
     k = pl.int_range(pl.len()).over("__site").cast(pl.Float64)
     angle = 2 * math.pi * k / pl.col("machines").cast(pl.Float64)
     coslat = pl.col("lat").radians().cos().clip(0.2, 1.0)
     many = pl.col("machines") > 1
     m = m.with_columns(
         pl.when(many)
-        .then(pl.col("lat") + radius * angle.sin())
+        .then(pl.col("lat") + pl.col("radius") * angle.sin())
         .otherwise(pl.col("Latitude"))
         .alias("shown_lat"),
         pl.when(many)
-        .then(pl.col("lon") + radius * angle.cos() / coslat)
+        .then(pl.col("lon") + pl.col("radius") * angle.cos() / coslat)
         .otherwise(pl.col("Longitude"))
         .alias("shown_lon"),
-    ).drop("__site", "lat", "lon", "machines")
+    ).drop("__site", "lat", "lon", "machines", "radius")
+    return m, _site_markers(centres)
+
+
+def _site_markers(centres: pl.DataFrame) -> pl.DataFrame:
+    """One row per site: its centre, count, ring radius and hover text (states counted)."""
     counts = pl.concat_str(
         [pl.when(pl.col(s) > 0).then(pl.format("{} " + s, pl.col(s))) for s in STATES],
         separator=", ",
         ignore_nulls=True,
     )
-    sites = centres.select(
+    return centres.select(
         pl.col("__site").alias("site"),
         "lat",
         "lon",
@@ -373,9 +393,8 @@ def _spread(machines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.format(
             "<b>{}</b><br>{} machines: {}", pl.col("__site"), pl.col("machines"), counts
         ).alias("hover"),
-        pl.lit(radius).alias("radius"),
+        "radius",
     )
-    return m, sites
 
 
 def is_tile_style(map_style: str | dict[str, Any]) -> bool:
@@ -390,34 +409,9 @@ def _trace(tiles: bool, **kw: Any) -> go.Scatter | go.Scattermap:
     return go.Scatter(**kw)
 
 
-def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
-    tiles = is_tile_style(map_style)
-    styles = trace_styles()
-    traces = [_trace(tiles, **styles[name]) for name in ("land", "borders", "places")]
-    traces.append(
-        _trace(
-            tiles,
-            name="trails",
-            mode="lines",
-            hoverinfo="skip",
-            showlegend=False,
-            line={"width": 2, "color": "rgba(60,90,140,0.45)"},
-            connectgaps=False,
-        )
-    )
-    traces += [
-        _trace(
-            tiles,
-            name=state,
-            mode="markers",
-            legendgroup="state",
-            legendrank=1000 + STATES.index(state),
-            marker={"size": 11, "color": STATE_COLOURS[state]},
-            hovertemplate=_HOVER + "<extra></extra>",
-        )
-        for state in _DRAW_ORDER
-    ]
-    traces += [
+def _overlay_traces(tiles: bool) -> list[go.Scatter | go.Scattermap]:
+    """The continuous colouring, the machines without a value for it, and the site markers."""
+    return [
         _trace(
             tiles,
             name="value",
@@ -454,6 +448,36 @@ def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
             hovertemplate="%{customdata}<extra></extra>",
         ),
     ]
+
+
+def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
+    tiles = is_tile_style(map_style)
+    styles = trace_styles()
+    traces = [_trace(tiles, **styles[name]) for name in ("land", "borders", "places")]
+    traces.append(
+        _trace(
+            tiles,
+            name="trails",
+            mode="lines",
+            hoverinfo="skip",
+            showlegend=False,
+            line={"width": 2, "color": "rgba(60,90,140,0.45)"},
+            connectgaps=False,
+        )
+    )
+    traces += [
+        _trace(
+            tiles,
+            name=state,
+            mode="markers",
+            legendgroup="state",
+            legendrank=1000 + STATES.index(state),
+            marker={"size": 11, "color": STATE_COLOURS[state]},
+            hovertemplate=_HOVER + "<extra></extra>",
+        )
+        for state in _DRAW_ORDER
+    ]
+    traces += _overlay_traces(tiles)
     fig = go.Figure(data=traces)
     fig.update_layout(
         height=height,
@@ -539,7 +563,7 @@ def _trail_arrays(trails: pl.DataFrame) -> tuple[list[float | None], list[float 
     return lats, lons
 
 
-def _view(data: MapData) -> Bounds:
+def _view(data: MapData, aspect: float = 1.5) -> Bounds:
     m = data.machines
     if m.is_empty():
         return WORLD
@@ -552,8 +576,19 @@ def _view(data: MapData) -> Bounds:
     r = float(data.sites.get_column("radius").max() or 0.0)  # type: ignore[arg-type]
     view = Bounds(
         cx - half_x - 2 * r, cx + half_x + 2 * r, cy - half_y - 3 * r, cy + half_y + 2 * r
-    )
-    return view.grown(0.2)
+    ).grown(0.2)
+    return _widened(view, aspect)
+
+
+def _widened(view: Bounds, aspect: float) -> Bounds:
+    """``view`` grown east and west until its projected width/height is at least ``aspect``, so
+    a fleet spread north-south still fills a wide plot (the plot shrinks to the view's shape)."""
+    y0, y1 = (float(v) for v in project([view.lat0, view.lat1]))
+    want = aspect * (y1 - y0)
+    if view.lon1 - view.lon0 >= want:
+        return view
+    pad = (want - (view.lon1 - view.lon0)) / 2
+    return Bounds(max(view.lon0 - pad, -180.0), min(view.lon1 + pad, 180.0), view.lat0, view.lat1)
 
 
 def _apply_base(fig: Any, view: Bounds, sites: pl.DataFrame) -> None:
@@ -645,7 +680,7 @@ def _apply(fig: Any, data: MapData, *, fit: bool, width: int = 900) -> None:
             **_coords(fig, s.get_column("lat").to_list(), s.get_column("lon").to_list()),
             text=[str(n) for n in s.get_column("machines").to_list()],
             customdata=s.get_column("hover").to_list(),
-            marker={"size": [16 + 3 * min(n, 12) for n in s.get_column("machines").to_list()]},
+            marker={"size": [20 + min(n, 8) for n in s.get_column("machines").to_list()]},
         )
         annotations = [a for a in fig.layout.annotations if a.name != "empty"]
         if m.is_empty():
@@ -664,7 +699,8 @@ def _apply(fig: Any, data: MapData, *, fit: bool, width: int = 900) -> None:
             )
         fig.layout.annotations = annotations
         if fit:
-            view = _view(data)
+            height = int(fig.layout.height or 600) - 40  # the legend's row
+            view = _view(data, aspect=width / max(height, 100))
             _apply_base(fig, view, data.sites)
             _fit(fig, view, width)
 

@@ -102,6 +102,29 @@ def _zone_text(tz: str) -> str:
     return "each site's local time" if tz == SITE_TZ else tz
 
 
+def _hours_figure(common: dict[str, Any]) -> go.Figure:
+    heat = go.Figure(
+        go.Heatmap(
+            z=[],
+            x=list(range(24)),
+            y=[],
+            colorscale=_GREENS,
+            zmin=0,
+            zmax=1,
+            xgap=1,
+            ygap=1,
+            colorbar={"title": {"text": "h"}, "thickness": 14},
+            hovertemplate="%{y}<br>hour %{x}:00<br>%{z:.2f} h operating<extra></extra>",
+        )
+    )
+    heat.update_layout(
+        **common,
+        xaxis={"title": "hour of day", "dtick": 1},
+        yaxis={"automargin": True, "type": "category", "autorange": "reversed"},
+    )
+    return heat
+
+
 def _base_figures(height: int) -> dict[str, go.Figure]:
     common = {
         "height": height,
@@ -148,26 +171,7 @@ def _base_figures(height: int) -> dict[str, go.Figure]:
         title={"text": "Fleet utilisation: operating hours ÷ machine-hours reporting", "x": 0.01},
         yaxis={"title": "% of machine-time operating", "rangemode": "tozero", "range": [0, 100]},
     )
-    heat = go.Figure(
-        go.Heatmap(
-            z=[],
-            x=list(range(24)),
-            y=[],
-            colorscale=_GREENS,
-            zmin=0,
-            zmax=1,
-            xgap=1,
-            ygap=1,
-            colorbar={"title": {"text": "h"}, "thickness": 14},
-            hovertemplate="%{y}<br>hour %{x}:00<br>%{z:.2f} h operating<extra></extra>",
-        )
-    )
-    heat.update_layout(
-        **common,
-        xaxis={"title": "hour of day", "dtick": 1},
-        yaxis={"automargin": True, "type": "category", "autorange": "reversed"},
-    )
-    return {"daily": daily, "fleet": fleet, "hour_of_day": heat}
+    return {"daily": daily, "fleet": fleet, "hour_of_day": _hours_figure(common)}
 
 
 def _floats(series: pl.Series, scale: float = 1.0) -> list[float | None]:
