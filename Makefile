@@ -1,5 +1,5 @@
 # Two entry points do all the set-up on a fresh machine:
-#   make demo   -> the main job: sandbox up, last hour, summary + HTML report
+#   make demo   -> the main job: sandbox up, last 24 h, summary + HTML report
 #   make test   -> every test tier (unit, integration against the sandbox, browser)
 # Everything is installed into .venv; the broker/registry jars go to the user's cache.
 
