@@ -210,3 +210,20 @@ def test_sasl_ssl_listener_serves_a_window_with_the_ca_only(sandbox) -> None:
     finally:
         stranger.close()
     assert time.monotonic() - t < 15
+
+
+def test_murmur2_reference_is_kafkas_java_hash() -> None:
+    # Values of org.apache.kafka.common.utils.Utils.murmur2 (Kafka 4.1.1), signed as in Java:
+    # the fault tests' partition check is only as good as this reference.
+    from sandbox_checks import java_partition, murmur2
+
+    java = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"abc": 479470107,
+        b"3f2c1e4a-0000-4000-8000-000000000001": 2038755501,
+    }
+    for data, signed in java.items():
+        assert murmur2(data) == signed & 0xFFFFFFFF
+    assert java_partition(b"a-little-bit-long-string", 3) == 2

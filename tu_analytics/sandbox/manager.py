@@ -118,7 +118,11 @@ def up(
                 )
             finally:
                 os.close(fd)
-            state = _follow(root, state, say, deadline)
+            try:
+                state = _follow(root, state, say, deadline)
+            except BaseException:
+                down(root=root)  # what this `up` started, it stops: no orphans
+                raise
             took = time.monotonic() - t0
             say(f"sandbox up in {took:.1f} s")
             return UpResult(state, False, took, downloaded)

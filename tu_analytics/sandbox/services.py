@@ -104,6 +104,8 @@ def _server_properties(state: State, root: Path, data: Path) -> str:
             "num.partitions=3",
             "offsets.topic.replication.factor=1",
             "offsets.topic.num.partitions=3",
+            "# The default 50 partitions cost seconds to create on a laptop (first up).",
+            "transaction.state.log.num.partitions=3",
             "transaction.state.log.replication.factor=1",
             "transaction.state.log.min.isr=1",
             "share.coordinator.state.topic.replication.factor=1",
@@ -182,7 +184,8 @@ def start_broker(root: Path, cache: Path, state: State) -> int:
     return pid
 
 
-def start_registry(root: Path, cache: Path, state: State) -> int:
+def spawn_registry(root: Path, cache: Path, state: State) -> int:
+    """Start the registry without waiting (it needs nothing from the broker)."""
     java = find_registry_java(21)
     rdir = root / "registry"
     make_private_dir(rdir)
@@ -223,16 +226,20 @@ def start_registry(root: Path, cache: Path, state: State) -> int:
         "-jar",
         str(apicurio_home(cache) / "quarkus-run.jar"),
     ]
-    log = rdir / "registry.stdout"
-    pid = _procs.spawn(argv, log, cwd=rdir)
+    return _procs.spawn(argv, rdir / "registry.stdout", cwd=rdir)
+
+
+def wait_registry(root: Path, state: State, pid: int) -> None:
+    """Until the registry process ``pid`` itself serves both ports and reports ready."""
+    p = state.ports
     url = f"http://{HOST}:{p['registry_management']}/health/ready"
 
     def ready() -> bool:
         held = all(_procs.listens(pid, p[k]) for k in ("registry", "registry_management"))
         return held and _http_ok(url)
 
+    log = root / "registry" / "registry.stdout"
     _procs.wait_for("the Schema Registry", ready, 180, pid, root, log)
-    return pid
 
 
 def _http_ok(url: str) -> bool:
