@@ -35,7 +35,7 @@ from ..errors import SandboxError
 from . import _procs
 from ._jars import apicurio_home, find_java, find_registry_java, kafka_libs
 from ._state import HOST, OPERATOR, State, make_private_dir, write_private
-from ._tls import broker_pem_path, ensure_certificates
+from ._tls import broker_pem_path, ensure_certificates, server_cert_path, server_key_path
 
 LOG4J2 = """\
 status = warn
@@ -189,10 +189,15 @@ def spawn_registry(root: Path, cache: Path, state: State) -> int:
     java = find_registry_java(21)
     rdir = root / "registry"
     make_private_dir(rdir)
+    ensure_certificates(root)
     p = state.ports
     props = [
         f"quarkus.http.host={HOST}",
         f"quarkus.http.port={p['registry']}",
+        # https beside http, with the broker's certificate (the sandbox's own CA).
+        f"quarkus.http.ssl-port={p['registry_tls']}",
+        f"quarkus.http.ssl.certificate.files={server_cert_path(root)}",
+        f"quarkus.http.ssl.certificate.key-files={server_key_path(root)}",
         f"quarkus.management.host={HOST}",
         f"quarkus.management.port={p['registry_management']}",
         "quarkus.oidc.tenant-enabled=false",
@@ -235,7 +240,8 @@ def wait_registry(root: Path, state: State, pid: int) -> None:
     url = f"http://{HOST}:{p['registry_management']}/health/ready"
 
     def ready() -> bool:
-        held = all(_procs.listens(pid, p[k]) for k in ("registry", "registry_management"))
+        ports = ("registry", "registry_management", "registry_tls")
+        held = all(_procs.listens(pid, p[k]) for k in ports)
         return held and _http_ok(url)
 
     log = root / "registry" / "registry.stdout"
