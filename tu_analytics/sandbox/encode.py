@@ -39,7 +39,9 @@ _MAX_CACHED_STRINGS: Final = 8192
 
 # Zigzag varints of -64..63 are one byte; precomputed because union/enum indexes, counts and
 # small ints dominate.
-_SMALL: Final[tuple[bytes, ...]] = tuple(bytes(((n << 1) ^ (n >> 63),)) for n in range(-64, 64))
+_SMALL: Final[tuple[bytes, ...]] = tuple(
+    bytes(((n << 1) ^ (n >> 63),)) for n in range(-64, 64)
+)
 
 
 def encode_long(n: int) -> bytes:
@@ -127,48 +129,35 @@ class _Compiler:
 
     def _primitive(self, t: str, logical: str | None) -> Enc:
         if t == "null":
-
             def enc_null(v: Any, out: bytearray) -> None:
                 if v is not None:
                     raise TypeError(f"expected null, got {v!r}")
-
             return enc_null
         if t == "boolean":
-
             def enc_bool(v: Any, out: bytearray) -> None:
                 out.append(1 if v else 0)
-
             return enc_bool
         if t in ("int", "long"):
             if logical in ("timestamp-millis", "time-millis", "timestamp-micros", "date"):
-
                 def enc_ts(v: Any, out: bytearray) -> None:
                     out += encode_long(v if type(v) is int else _ms(v))
-
                 return enc_ts
 
             def enc_long(v: Any, out: bytearray) -> None:
                 out += encode_long(v)
-
             return enc_long
         if t == "double":
-
             def enc_double(v: Any, out: bytearray) -> None:
                 out += _pack_double(v)
-
             return enc_double
         if t == "float":
-
             def enc_float(v: Any, out: bytearray) -> None:
                 out += _pack_float(v)
-
             return enc_float
         if t == "bytes":
-
             def enc_bytes(v: Any, out: bytearray) -> None:
                 out += encode_long(len(v))
                 out += v
-
             return enc_bytes
         if t == "string":
             cache = self.strings
@@ -181,7 +170,6 @@ class _Compiler:
                     if len(cache) < _MAX_CACHED_STRINGS:
                         cache[v] = b
                 out += b
-
             return enc_string
         raise ValueError(f"unsupported primitive {t!r}")
 
@@ -190,7 +178,6 @@ class _Compiler:
 
         def enc_enum(v: Any, out: bytearray) -> None:
             out += index[v]
-
         self._register(schema, namespace, enc_enum)
         return enc_enum
 
@@ -201,7 +188,6 @@ class _Compiler:
             if len(v) != size:
                 raise ValueError(f"fixed {schema['name']} needs {size} bytes, got {len(v)}")
             out += v
-
         self._register(schema, namespace, enc_fixed)
         return enc_fixed
 
@@ -214,7 +200,6 @@ class _Compiler:
                 for x in v:
                     item(x, out)
             out.append(0)
-
         return enc_array
 
     def _map(self, schema: Mapping[str, Any], namespace: str | None) -> Enc:
@@ -228,7 +213,6 @@ class _Compiler:
                     key(k, out)
                     value(x, out)
             out.append(0)
-
         return enc_map
 
     def _union(self, branches: Sequence[Any], namespace: str | None) -> Enc:
@@ -245,13 +229,10 @@ class _Compiler:
                 else:
                     out += val_b
                     other(v, out)
-
             return enc_opt
         encs = [self.compile(b, namespace) for b in branches]
-        checks = [
-            (_python_check(k), encode_long(i), e)
-            for i, (k, e) in enumerate(zip(kinds, encs, strict=True))
-        ]
+        checks = [(_python_check(k), encode_long(i), e) for i, (k, e) in
+                  enumerate(zip(kinds, encs, strict=True))]
 
         def enc_union(v: Any, out: bytearray) -> None:
             for check, idx, e in checks:
@@ -260,7 +241,6 @@ class _Compiler:
                     e(v, out)
                     return
             raise TypeError(f"{v!r} matches no branch of union {branches!r}")
-
         return enc_union
 
     def _dense(self, names: list[str], types: list[Any], encs: list[Enc], rec_name: str) -> Enc:
@@ -318,7 +298,6 @@ class _Compiler:
                 unknown = set(d) - known
                 if unknown:
                     raise KeyError(f"fields not in record {rec_name}: {sorted(unknown)}")
-
         return enc_dense
 
     def _record(self, schema: Mapping[str, Any], namespace: str | None) -> Enc:
@@ -329,7 +308,6 @@ class _Compiler:
 
         def enc_ref(v: Any, out: bytearray) -> None:
             slot[0](v, out)
-
         ns = self._register(schema, namespace, enc_ref)
         names = [f["name"] for f in fields]
         index = {name: i for i, name in enumerate(names)}
@@ -342,9 +320,8 @@ class _Compiler:
             # is compiled.
             encs = [self.compile(f["type"][1], ns) for f in fields]
             if n <= _DENSE_MAX_FIELDS:
-                dense = self._dense(
-                    names, [self.resolve(f["type"][1], ns) for f in fields], encs, schema["name"]
-                )
+                dense = self._dense(names, [self.resolve(f["type"][1], ns) for f in fields],
+                                    encs, schema["name"])
                 slot.append(dense)
                 return dense
             zeros = [b"\x00" * k for k in range(n + 1)]
@@ -368,7 +345,6 @@ class _Compiler:
                     last = i
                 if last != n - 1:
                     out += zeros[n - 1 - last]
-
             slot.append(enc_sparse)
             return enc_sparse
 
@@ -386,7 +362,6 @@ class _Compiler:
                     e(default, out)
                 else:
                     raise KeyError(f"record {schema['name']} needs field {name!r}")
-
         slot.append(enc_record)
         return enc_record
 
@@ -394,10 +369,7 @@ class _Compiler:
 _DENSE_MAX_FIELDS: Final = 64  # above this, walk the dict's keys instead of the schema
 _I_OTHER, _I_DOUBLE, _I_BOOL, _I_LONG, _I_STRING, _I_TS = range(6)
 _INLINE: Final[Mapping[str, int]] = {
-    "double": _I_DOUBLE,
-    "boolean": _I_BOOL,
-    "long": _I_LONG,
-    "int": _I_LONG,
+    "double": _I_DOUBLE, "boolean": _I_BOOL, "long": _I_LONG, "int": _I_LONG,
     "string": _I_STRING,
 }
 _pack_union_double: Final = struct.Struct("<Bd").pack
@@ -529,7 +501,9 @@ class SparseRecordWriter:
         self._dt_cache: list[Any] = [None, b""]
 
     @staticmethod
-    def _classify(rec: Any, comp: _Compiler, ns: str | None) -> tuple[int, dict[str, bytes] | None]:
+    def _classify(
+        rec: Any, comp: _Compiler, ns: str | None
+    ) -> tuple[int, dict[str, bytes] | None]:
         if not isinstance(rec, Mapping) or rec.get("type") != "record":
             return _OTHER, None
         fnames = [f["name"] for f in rec["fields"]]

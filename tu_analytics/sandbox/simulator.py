@@ -77,12 +77,8 @@ OFF, IDLE, WORK, TRANSPORT, CHARGING, PLUGGED, _PLUG_IN = range(7)
 _ON = (False, True, True, False, False, False, False)
 # Seconds between Machine Insights messages per state (uniform in [lo, hi]).
 _INTERVALS_S: Final[Mapping[int, tuple[int, int]]] = {
-    OFF: (1800, 3600),
-    IDLE: (270, 330),
-    WORK: (60, 120),
-    TRANSPORT: (60, 120),
-    CHARGING: (900, 1800),
-    PLUGGED: (1800, 3600),
+    OFF: (1800, 3600), IDLE: (270, 330), WORK: (60, 120), TRANSPORT: (60, 120),
+    CHARGING: (900, 1800), PLUGGED: (1800, 3600),
 }
 _KIN_INTERVALS_S: Final = {True: (600, 1800), False: (3600, 7200)}  # seen on site / not
 _RAW_INTERVALS_S: Final = {True: (540, 660), False: (3300, 3900)}  # ignition on / off
@@ -102,55 +98,30 @@ _CHARGER_EFF: Final = 0.85
 
 # Stream unit strings are short forms (S1: "km", "volt"); words in the catalogue.
 _SHORT_UNITS: Final[Mapping[str, str]] = {
-    "kilometres": "km",
-    "kilometres per hour": "km/h",
-    "litres": "l",
-    "litres per hour": "l/h",
-    "percent": "%",
-    "degrees Celsius": "°C",
-    "kilopascal": "kPa",
-    "revolutions per minute": "rpm",
-    "kilogram": "kg",
-    "kilowatt-hours": "kWh",
-    "volt": "volt",
-    "ampere": "A",
-    "watt": "W",
-    "hertz": "Hz",
-    "seconds": "s",
-    "metres": "m",
-    "g-force": "g",
-    "degrees": "deg",
-    "volt-ampere": "VA",
-    "volt-ampere reactive": "var",
-    "count": "count",
+    "kilometres": "km", "kilometres per hour": "km/h", "litres": "l", "litres per hour": "l/h",
+    "percent": "%", "degrees Celsius": "°C", "kilopascal": "kPa", "revolutions per minute": "rpm",
+    "kilogram": "kg", "kilowatt-hours": "kWh", "volt": "volt", "ampere": "A", "watt": "W",
+    "hertz": "Hz", "seconds": "s", "metres": "m", "g-force": "g", "degrees": "deg",
+    "volt-ampere": "VA", "volt-ampere reactive": "var", "count": "count",
 }
 
 
 def load_schemas() -> dict[tuple[str, int], dict[str, Any]]:
     """The sandbox's writer schemas (parsed JSON) by (format, version)."""
     pkg = resources.files("tu_analytics.sandbox.schemas")
-    files = {
-        ("insights", 1): "machine_insights_v1.avsc",
-        ("insights", 2): "machine_insights_v2.avsc",
-        ("raw", 1): "raw_v1.avsc",
-    }
+    files = {("insights", 1): "machine_insights_v1.avsc", ("insights", 2):
+             "machine_insights_v2.avsc", ("raw", 1): "raw_v1.avsc"}
     return {k: json.loads(pkg.joinpath(f).read_text(encoding="utf-8")) for k, f in files.items()}
 
 
 def _catalogue_units() -> dict[str, str | None]:
-    text = (
-        resources.files("tu_analytics.formats")
-        .joinpath("machine_insights.csv")
-        .read_text(encoding="utf-8")
-    )
+    text = resources.files("tu_analytics.formats").joinpath("machine_insights.csv").read_text(
+        encoding="utf-8")
     out: dict[str, str | None] = {}
     for row in csv.DictReader(text.splitlines()):
         unit = row["unit"]
-        out[row["name"]] = (
-            _SHORT_UNITS.get(unit, unit)
-            if row["value_type"] in ("double", "count") and unit and unit != "not applicable"
-            else None
-        )
+        out[row["name"]] = _SHORT_UNITS.get(unit, unit) if row["value_type"] in (
+            "double", "count") and unit and unit != "not applicable" else None
     return out
 
 
@@ -174,7 +145,9 @@ def geohash(lat: float, lon: float, precision: int = 12) -> str:
     lat_i = min(int((lat + 90.0) / 180.0 * (1 << 30)), (1 << 30) - 1)
     lon_i = min(int((lon + 180.0) / 360.0 * (1 << 30)), (1 << 30) - 1)
     bits = (_spread(lon_i) << 1) | _spread(lat_i)  # 60 bits, lon first at every pair
-    return "".join(_GEOHASH_ALPHABET[(bits >> (55 - 5 * k)) & 31] for k in range(precision))
+    return "".join(
+        _GEOHASH_ALPHABET[(bits >> (55 - 5 * k)) & 31] for k in range(precision)
+    )
 
 
 def _key(*parts: object) -> int:
@@ -233,7 +206,6 @@ def _bearing(lat1: float, lon1: float, lat2: float, lon2: float) -> int:
 # Static behaviour per machine type
 # ---------------------------------------------------------------------------------------------
 
-
 @dataclass(frozen=True, slots=True)
 class _Behaviour:
     p_weekday: float  # chance of use on a weekday (times the machine's own utilisation)
@@ -254,27 +226,20 @@ class _Behaviour:
 
 _KIN = _Behaviour(0.75, 0.10, 0.02, (7.0, 16.0), False, 600, 1, 0.0, (0, 0), 0.3, 3, 40, 0, 0.03)
 _BEHAVIOUR: Final[Mapping[str, _Behaviour]] = {
-    "excavator": _Behaviour(
-        0.8, 0.12, 0.02, (7.0, 16.5), True, 35, 14, 0.2, (0.35, 0.9), 0.05, 2.0, 30, 0.25, 0.02
-    ),
-    "wheel loader": _Behaviour(
-        0.8, 0.12, 0.02, (6.5, 16.5), True, 30, 12, 0.2, (0.3, 0.85), 0.6, 8.0, 70, 0.25, 0.02
-    ),
-    "telehandler": _Behaviour(
-        0.75, 0.10, 0.02, (7.0, 16.0), True, 12, 8, 0.35, (0.2, 0.7), 0.5, 6.0, 60, 0.15, 0.03
-    ),
-    "scissor lift": _Behaviour(
-        0.7, 0.08, 0.01, (7.0, 16.0), True, 5, 8, 0.4, (0.3, 0.9), 0.3, 1.5, 25, 0.08, 0.03
-    ),
-    "generator": _Behaviour(
-        0.75, 0.15, 0.05, (6.5, 17.5), False, 90, 15, 0.05, (0.25, 0.85), 0.0, 0.0, 1, 0.12, 0.015
-    ),
-    "compressor": _Behaviour(
-        0.6, 0.08, 0.01, (7.0, 16.0), True, 40, 10, 0.15, (0.4, 0.9), 0.0, 0.0, 2, 0.1, 0.02
-    ),
-    "light tower": _Behaviour(
-        0.6, 0.10, 0.02, (16.5, 21.5), False, 300, 5, 0.02, (0.8, 0.95), 0.0, 0.0, 1, 0.05, 0.02
-    ),
+    "excavator": _Behaviour(0.8, 0.12, 0.02, (7.0, 16.5), True, 35, 14, 0.2, (0.35, 0.9),
+                            0.05, 2.0, 30, 0.25, 0.02),
+    "wheel loader": _Behaviour(0.8, 0.12, 0.02, (6.5, 16.5), True, 30, 12, 0.2, (0.3, 0.85),
+                               0.6, 8.0, 70, 0.25, 0.02),
+    "telehandler": _Behaviour(0.75, 0.10, 0.02, (7.0, 16.0), True, 12, 8, 0.35, (0.2, 0.7),
+                              0.5, 6.0, 60, 0.15, 0.03),
+    "scissor lift": _Behaviour(0.7, 0.08, 0.01, (7.0, 16.0), True, 5, 8, 0.4, (0.3, 0.9),
+                               0.3, 1.5, 25, 0.08, 0.03),
+    "generator": _Behaviour(0.75, 0.15, 0.05, (6.5, 17.5), False, 90, 15, 0.05, (0.25, 0.85),
+                            0.0, 0.0, 1, 0.12, 0.015),
+    "compressor": _Behaviour(0.6, 0.08, 0.01, (7.0, 16.0), True, 40, 10, 0.15, (0.4, 0.9),
+                             0.0, 0.0, 2, 0.1, 0.02),
+    "light tower": _Behaviour(0.6, 0.10, 0.02, (16.5, 21.5), False, 300, 5, 0.02, (0.8, 0.95),
+                              0.0, 0.0, 1, 0.05, 0.02),
 }
 
 
@@ -298,121 +263,42 @@ _BELOW = "Data valid but below normal operating range"
 _ABOVE = "Data valid but above normal operating range"
 _DIESEL_FAULTS: Final = (
     _can(100, 1, "Engine Oil Pressure", f"{_BELOW} - Most severe level", 90, 0, "red"),
-    _can(110, 0, "Engine Coolant Temperature", f"{_ABOVE} - Most severe level", 85, 0, "protect"),
+    _can(110, 0, "Engine Coolant Temperature", f"{_ABOVE} - Most severe level", 85, 0,
+         "protect"),
     _can(97, 15, "Water In Fuel Indicator", f"{_ABOVE} - Least severe level", 30, 0, "amber"),
-    _can(
-        168,
-        18,
-        "Battery Potential / Power Input 1",
-        f"{_BELOW} - Moderately severe level",
-        45,
-        0,
-        "amber",
-    ),
-    _can(
-        94,
-        18,
-        "Engine Fuel Delivery Pressure",
-        f"{_BELOW} - Moderately severe level",
-        50,
-        0,
-        "amber",
-    ),
-    _can(
-        107,
-        15,
-        "Engine Air Filter 1 Differential Pressure",
-        f"{_ABOVE} - Least severe level",
-        25,
-        0,
-        "amber",
-    ),
-    _can(
-        175, 16, "Engine Oil Temperature 1", f"{_ABOVE} - Moderately severe level", 65, 0, "protect"
-    ),
+    _can(168, 18, "Battery Potential / Power Input 1", f"{_BELOW} - Moderately severe level", 45,
+         0, "amber"),
+    _can(94, 18, "Engine Fuel Delivery Pressure", f"{_BELOW} - Moderately severe level", 50, 0,
+         "amber"),
+    _can(107, 15, "Engine Air Filter 1 Differential Pressure", f"{_ABOVE} - Least severe level",
+         25, 0, "amber"),
+    _can(175, 16, "Engine Oil Temperature 1", f"{_ABOVE} - Moderately severe level", 65, 0,
+         "protect"),
     _can(629, 12, "Controller #1", "Bad intelligent device or component", 75, 0, "red"),
     _can(639, 9, "J1939 Network #1", "Abnormal update rate", 40, 3, "amber"),
     _can(1569, 31, "Engine Protection Torque Derate", "Condition exists", 70, 0, "protect"),
 )
 _EMISSION_FAULTS: Final = (
-    _can(
-        1761,
-        17,
-        "Aftertreatment 1 Diesel Exhaust Fluid Tank Volume",
-        f"{_BELOW} - Least severe level",
-        35,
-        61,
-        "mil",
-    ),
-    _can(
-        3364,
-        18,
-        "Aftertreatment 1 Diesel Exhaust Fluid Tank 1 Quality",
-        f"{_BELOW} - Moderately severe level",
-        60,
-        61,
-        "mil",
-    ),
-    _can(
-        3719,
-        16,
-        "Aftertreatment 1 Diesel Particulate Filter Soot Load Percent",
-        f"{_ABOVE} - Moderately severe level",
-        55,
-        61,
-        "mil",
-    ),
-    _can(
-        5246,
-        0,
-        "Aftertreatment SCR Operator Inducement Severity",
-        f"{_ABOVE} - Most severe level",
-        80,
-        61,
-        "red",
-    ),
+    _can(1761, 17, "Aftertreatment 1 Diesel Exhaust Fluid Tank Volume",
+         f"{_BELOW} - Least severe level", 35, 61, "mil"),
+    _can(3364, 18, "Aftertreatment 1 Diesel Exhaust Fluid Tank 1 Quality",
+         f"{_BELOW} - Moderately severe level", 60, 61, "mil"),
+    _can(3719, 16, "Aftertreatment 1 Diesel Particulate Filter Soot Load Percent",
+         f"{_ABOVE} - Moderately severe level", 55, 61, "mil"),
+    _can(5246, 0, "Aftertreatment SCR Operator Inducement Severity",
+         f"{_ABOVE} - Most severe level", 80, 61, "red"),
 )
 _LIFT_FAULTS: Final = (
-    _Fault(
-        "Tilt alarm",
-        0,
-        0,
-        "Tilt alarm",
-        "Machine tilted beyond limit; lift and drive disabled",
-        "70",
-        "Platform controller",
-        "red",
-    ),
-    _Fault(
-        "Platform overload",
-        0,
-        0,
-        "Platform overload",
-        "Load sensing: platform overloaded; lift disabled",
-        "80",
-        "Platform controller",
-        "red",
-    ),
-    _Fault(
-        "Low battery cutout",
-        0,
-        0,
-        "Low battery cutout",
-        "Battery voltage low; lift function cut out",
-        "50",
-        "Ground controller",
-        "amber",
-    ),
-    _Fault(
-        "Charger fault",
-        0,
-        0,
-        "Charger fault",
-        "Battery charger reported an internal fault",
-        "40",
-        "Charger",
-        "amber",
-    ),
+    _Fault("Tilt alarm", 0, 0, "Tilt alarm",
+           "Machine tilted beyond limit; lift and drive disabled", "70", "Platform controller",
+           "red"),
+    _Fault("Platform overload", 0, 0, "Platform overload",
+           "Load sensing: platform overloaded; lift disabled", "80", "Platform controller",
+           "red"),
+    _Fault("Low battery cutout", 0, 0, "Low battery cutout",
+           "Battery voltage low; lift function cut out", "50", "Ground controller", "amber"),
+    _Fault("Charger fault", 0, 0, "Charger fault",
+           "Battery charger reported an internal fault", "40", "Charger", "amber"),
 )
 
 # Operators per customer for access control (digital keys / key cards).
@@ -433,7 +319,6 @@ _RAW_CAN_VARS: Final = (
 # Per-machine simulation state
 # ---------------------------------------------------------------------------------------------
 
-
 @dataclass(slots=True)
 class _State:
     """A machine at a local midnight: everything that carries from one day to the next."""
@@ -450,27 +335,11 @@ class _State:
 class _Seg:
     """A stretch of constant state: counters at ``t0`` plus a rate per millisecond."""
 
-    __slots__ = (
-        "c0",
-        "changes1",
-        "changes2",
-        "cycles",
-        "lat0",
-        "lat1",
-        "load",
-        "lon0",
-        "lon1",
-        "r",
-        "site",
-        "speed",
-        "st",
-        "t0",
-        "t1",
-    )
+    __slots__ = ("c0", "changes1", "changes2", "cycles", "lat0", "lat1", "load", "lon0", "lon1",
+                 "r", "site", "speed", "st", "t0", "t1")
 
-    def __init__(
-        self, t0: int, t1: int, st: int, load: float, c0: list[float], r: list[float], site: int
-    ) -> None:
+    def __init__(self, t0: int, t1: int, st: int, load: float, c0: list[float], r: list[float],
+                 site: int) -> None:
         self.t0, self.t1, self.st, self.load = t0, t1, st, load
         self.c0, self.r, self.site = c0, r, site
         self.changes1 = self.changes2 = self.cycles = 0
@@ -560,21 +429,8 @@ class _Unit:
 class _Ctx:
     """The machine at one message: what the insight getters read."""
 
-    __slots__ = (
-        "c",
-        "cycles",
-        "doy",
-        "load",
-        "local_h",
-        "on",
-        "plat",
-        "rng",
-        "speed",
-        "st",
-        "t",
-        "u",
-        "z",
-    )
+    __slots__ = ("c", "cycles", "doy", "load", "local_h", "on", "plat", "rng", "speed", "st",
+                 "t", "u", "z")
 
     def __init__(self, u: _Unit, rng: random.Random) -> None:
         self.u, self.rng = u, rng
@@ -595,7 +451,6 @@ class _Ctx:
 # Insight getters: (ctx) -> value, or None to leave the insight out of this message
 # ---------------------------------------------------------------------------------------------
 
-
 @functools.cache
 def _z_table() -> tuple[float, ...]:
     nd = statistics.NormalDist()
@@ -611,7 +466,6 @@ def _normal(rng: random.Random) -> Callable[[], float]:
 
     def z() -> float:
         return table[int(rnd() * n)]
-
     return z
 
 
@@ -718,120 +572,92 @@ def _g(getters: dict[str, Callable[[_Ctx], Any]]) -> dict[str, Callable[[_Ctx], 
     return getters
 
 
-_GETTERS: Final = _g(
-    {
-        "CumulativeOperatingHours": lambda c: _minutes(c.u.h0 + c.c[RUN] / 3600.0),
-        "CumulativeEngineHours": lambda c: _minutes(c.u.eng0 + c.c[RUN] / 3600.0),
-        "CumulativeIdleHours": lambda c: _minutes(c.u.idle0 + c.c[IDL] / 3600.0),
-        "CumulativeProductiveHours": lambda c: _minutes(c.u.prod0 + c.c[WRK] / 3600.0),
-        "CumulativeMovingHours": lambda c: _minutes(c.u.move0 + c.c[MOV] / 3600.0),
-        "EngineTotalFuelUsed": lambda c: round(c.c[FT], 1),
-        "EngineTotalIdleFuelUsed": lambda c: round(c.c[FI], 1),
-        "CumulativeCO2Emissions": lambda c: round(
-            c.c[FT] * _CO2_PER_L if c.u.kind == "diesel" else c.u.co2_0 + c.c[CHG] * _CO2_PER_KWH, 1
-        ),
-        "FuelLevel": lambda c: round(min(100.0, max(0.0, 100.0 * c.c[FL] / c.u.m.spec.tank_l)), 1),
-        "FuelTankCapacity": lambda c: float(c.u.m.spec.tank_l),
-        "EngineFuelRate": lambda c: round(_fuel_rate(c) * (1 + 0.03 * c.z()), 2),
-        "EngineSpeed": _rpm,
-        "EngineCoolantTemperature": lambda c: round(
-            (84 + 6 * c.load if c.st == WORK else 78) + 1.5 * c.z(), 1
-        ),
-        "EngineOilPressure": lambda c: round(
-            (320 + 120 * c.load if c.st == WORK else 210) + 8 * c.z(), 0
-        ),
-        "EngineOilTemperature": lambda c: round(
-            (95 + 10 * c.load if c.st == WORK else 86) + 1.5 * c.z(), 1
-        ),
-        "EnginePercentLoadAtCurrentSpeed": lambda c: round(
-            min(100.0, max(0.0, (100 * c.load if c.st == WORK else 12) + 4 * c.z())), 0
-        ),
-        "ActualEnginePercentTorque": lambda c: round(
-            min(100.0, max(0.0, (90 * c.load if c.st == WORK else 8) + 4 * c.z())), 0
-        ),
-        "EngineIntakeManifoldTemperature": lambda c: round(_ambient(c) + 18 + 2 * c.z(), 1),
-        "BarometricPressure": lambda c: round(
-            101.3 - c.u.m.home_site.altitude / 120.0 + 0.3 * c.z(), 1
-        ),
-        "EngineStatus": lambda c: c.on,
-        "OperationStatus": lambda c: c.st == WORK,
-        "BatteryPotential": _batt_v,
-        "AmbientAirTemperature": lambda c: round(_ambient(c) + 0.5 * c.z(), 1),
-        "AfterTreatmentDieselExhaustFluidTankLevel": lambda c: round(max(0.0, c.c[DEF]), 1),
-        "AfterTreatmentDieselParticulateFilterSootLoadPercent": _soot,
-        "AfterTreatmentDieselParticulateFilterActiveRegenerationState": _regen_state,
-        "HydraulicTemperature": lambda c: round(
-            (52 + 12 * c.load if c.st == WORK else 45) + 1.5 * c.z(), 1
-        ),
-        "HydraulicOilLevel": lambda c: round(min(100.0, 93 + 0.8 * c.z()), 1),
-        "TotalVehicleDistance": lambda c: round(c.c[KM], 2),
-        "WheelBasedVehicleSpeed": _wheel_speed,
-        "Speed": _gps_speed,
-        "TransmissionOilTemperature": lambda c: round(
-            (72 + 15 * c.load if c.st == WORK else 60) + 1.5 * c.z(), 1
-        ),
-        "GeneratorTotalKwHoursExport": lambda c: round(c.c[KWH], 1),
-        "AcTotalActivePower": _ac_power_w,
-        "AcAverageFrequency": lambda c: round((60.0 if _us(c) else 50.0) + 0.03 * c.z(), 2),
-        "AcAveragePhaseToPhaseRmsVoltage": _ac_volts,
-        "AcAverageRmsCurrent": _ac_current,
-        "AcTotalRelativeLoadPercentage": lambda c: round(
-            100 * (c.load if c.st == WORK else 0.02) + 1 * c.z(), 1
-        ),
-        "AcTotalPowerFactor": lambda c: round(min(1.0, 0.8 + 0.15 * c.load + 0.01 * c.z()), 3),
-        "BatteryStateOfChargePercent": lambda c: round(min(100.0, max(0.0, c.c[SOC])), 1),
-        "BatteryCurrent": _batt_current,
-        "BatteryChargerState": lambda c: c.st == CHARGING,
-        "BatteryChargerPowerLineState": lambda c: c.st in (CHARGING, PLUGGED),
-        "BatteryChargeCyclesCount": lambda c: c.cycles,
-        "BatteryChargerCumulativeInputEnergy": lambda c: round(c.c[CHG], 2),
-        "BatteryCumulativeDischargedEnergy": lambda c: round(c.c[DIS], 2),
-        "BatteryRemainingRunTime": _remaining_run_s,
-        "BatteryRemainingChargeTime": _remaining_charge_s,
-        "BatteryTemperature": lambda c: round(
-            _ambient(c) + (9 if c.st == CHARGING else 4 if c.on else 1) + 0.5 * c.z(), 1
-        ),
-        "PlatformHeight": lambda c: round(c.plat, 2),
-        "PlatformElevated": lambda c: c.plat > 0.2,
-        "PlatformStowed": lambda c: c.plat == 0.0,
-    }
-)
+_GETTERS: Final = _g({
+    "CumulativeOperatingHours": lambda c: _minutes(c.u.h0 + c.c[RUN] / 3600.0),
+    "CumulativeEngineHours": lambda c: _minutes(c.u.eng0 + c.c[RUN] / 3600.0),
+    "CumulativeIdleHours": lambda c: _minutes(c.u.idle0 + c.c[IDL] / 3600.0),
+    "CumulativeProductiveHours": lambda c: _minutes(c.u.prod0 + c.c[WRK] / 3600.0),
+    "CumulativeMovingHours": lambda c: _minutes(c.u.move0 + c.c[MOV] / 3600.0),
+    "EngineTotalFuelUsed": lambda c: round(c.c[FT], 1),
+    "EngineTotalIdleFuelUsed": lambda c: round(c.c[FI], 1),
+    "CumulativeCO2Emissions": lambda c: round(
+        c.c[FT] * _CO2_PER_L if c.u.kind == "diesel" else c.u.co2_0 + c.c[CHG] * _CO2_PER_KWH, 1),
+    "FuelLevel": lambda c: round(min(100.0, max(0.0, 100.0 * c.c[FL] / c.u.m.spec.tank_l)), 1),
+    "FuelTankCapacity": lambda c: float(c.u.m.spec.tank_l),
+    "EngineFuelRate": lambda c: round(_fuel_rate(c) * (1 + 0.03 * c.z()), 2),
+    "EngineSpeed": _rpm,
+    "EngineCoolantTemperature": lambda c: round(
+        (84 + 6 * c.load if c.st == WORK else 78) + 1.5 * c.z(), 1),
+    "EngineOilPressure": lambda c: round(
+        (320 + 120 * c.load if c.st == WORK else 210) + 8 * c.z(), 0),
+    "EngineOilTemperature": lambda c: round(
+        (95 + 10 * c.load if c.st == WORK else 86) + 1.5 * c.z(), 1),
+    "EnginePercentLoadAtCurrentSpeed": lambda c: round(min(100.0, max(0.0, (
+        100 * c.load if c.st == WORK else 12) + 4 * c.z())), 0),
+    "ActualEnginePercentTorque": lambda c: round(min(100.0, max(0.0, (
+        90 * c.load if c.st == WORK else 8) + 4 * c.z())), 0),
+    "EngineIntakeManifoldTemperature": lambda c: round(_ambient(c) + 18 + 2 * c.z(), 1),
+    "BarometricPressure": lambda c: round(
+        101.3 - c.u.m.home_site.altitude / 120.0 + 0.3 * c.z(), 1),
+    "EngineStatus": lambda c: c.on,
+    "OperationStatus": lambda c: c.st == WORK,
+    "BatteryPotential": _batt_v,
+    "AmbientAirTemperature": lambda c: round(_ambient(c) + 0.5 * c.z(), 1),
+    "AfterTreatmentDieselExhaustFluidTankLevel": lambda c: round(max(0.0, c.c[DEF]), 1),
+    "AfterTreatmentDieselParticulateFilterSootLoadPercent": _soot,
+    "AfterTreatmentDieselParticulateFilterActiveRegenerationState": _regen_state,
+    "HydraulicTemperature": lambda c: round(
+        (52 + 12 * c.load if c.st == WORK else 45) + 1.5 * c.z(), 1),
+    "HydraulicOilLevel": lambda c: round(min(100.0, 93 + 0.8 * c.z()), 1),
+    "TotalVehicleDistance": lambda c: round(c.c[KM], 2),
+    "WheelBasedVehicleSpeed": _wheel_speed,
+    "Speed": _gps_speed,
+    "TransmissionOilTemperature": lambda c: round(
+        (72 + 15 * c.load if c.st == WORK else 60) + 1.5 * c.z(), 1),
+    "GeneratorTotalKwHoursExport": lambda c: round(c.c[KWH], 1),
+    "AcTotalActivePower": _ac_power_w,
+    "AcAverageFrequency": lambda c: round((60.0 if _us(c) else 50.0) + 0.03 * c.z(), 2),
+    "AcAveragePhaseToPhaseRmsVoltage": _ac_volts,
+    "AcAverageRmsCurrent": _ac_current,
+    "AcTotalRelativeLoadPercentage": lambda c: round(
+        100 * (c.load if c.st == WORK else 0.02) + 1 * c.z(), 1),
+    "AcTotalPowerFactor": lambda c: round(min(1.0, 0.8 + 0.15 * c.load + 0.01 * c.z()),
+                                          3),
+    "BatteryStateOfChargePercent": lambda c: round(min(100.0, max(0.0, c.c[SOC])), 1),
+    "BatteryCurrent": _batt_current,
+    "BatteryChargerState": lambda c: c.st == CHARGING,
+    "BatteryChargerPowerLineState": lambda c: c.st in (CHARGING, PLUGGED),
+    "BatteryChargeCyclesCount": lambda c: c.cycles,
+    "BatteryChargerCumulativeInputEnergy": lambda c: round(c.c[CHG], 2),
+    "BatteryCumulativeDischargedEnergy": lambda c: round(c.c[DIS], 2),
+    "BatteryRemainingRunTime": _remaining_run_s,
+    "BatteryRemainingChargeTime": _remaining_charge_s,
+    "BatteryTemperature": lambda c: round(
+        _ambient(c) + (9 if c.st == CHARGING else 4 if c.on else 1) + 0.5 * c.z(), 1),
+    "PlatformHeight": lambda c: round(c.plat, 2),
+    "PlatformElevated": lambda c: c.plat > 0.2,
+    "PlatformStowed": lambda c: c.plat == 0.0,
+})
 
 # (insight, chance in a message while the engine/key is on, chance otherwise)
 _DIESEL_CORE: Final = (
-    ("CumulativeOperatingHours", 0.55, 0.7),
-    ("CumulativeIdleHours", 0.45, 0.5),
-    ("CumulativeEngineHours", 0.25, 0.3),
-    ("EngineTotalFuelUsed", 0.45, 0.5),
-    ("EngineTotalIdleFuelUsed", 0.3, 0.35),
-    ("CumulativeCO2Emissions", 0.15, 0.2),
-    ("FuelLevel", 0.65, 0.6),
-    ("FuelTankCapacity", 0.02, 0.02),
-    ("EngineFuelRate", 0.75, 0.0),
-    ("EngineSpeed", 0.7, 0.0),
-    ("EngineCoolantTemperature", 0.5, 0.0),
-    ("EngineOilPressure", 0.3, 0.0),
-    ("EnginePercentLoadAtCurrentSpeed", 0.45, 0.0),
-    ("EngineStatus", 0.5, 0.3),
-    ("OperationStatus", 0.35, 0.3),
-    ("BatteryPotential", 0.4, 0.6),
-    ("AmbientAirTemperature", 0.15, 0.1),
-    ("Speed", 0.3, 0.15),
+    ("CumulativeOperatingHours", 0.55, 0.7), ("CumulativeIdleHours", 0.45, 0.5),
+    ("CumulativeEngineHours", 0.25, 0.3), ("EngineTotalFuelUsed", 0.45, 0.5),
+    ("EngineTotalIdleFuelUsed", 0.3, 0.35), ("CumulativeCO2Emissions", 0.15, 0.2),
+    ("FuelLevel", 0.65, 0.6), ("FuelTankCapacity", 0.02, 0.02), ("EngineFuelRate", 0.75, 0.0),
+    ("EngineSpeed", 0.7, 0.0), ("EngineCoolantTemperature", 0.5, 0.0),
+    ("EngineOilPressure", 0.3, 0.0), ("EnginePercentLoadAtCurrentSpeed", 0.45, 0.0),
+    ("EngineStatus", 0.5, 0.3), ("OperationStatus", 0.35, 0.3), ("BatteryPotential", 0.4, 0.6),
+    ("AmbientAirTemperature", 0.15, 0.1), ("Speed", 0.3, 0.15),
 )
 _LIGHT_TOWER: Final = (
-    ("CumulativeOperatingHours", 0.6, 0.7),
-    ("EngineTotalFuelUsed", 0.3, 0.3),
-    ("FuelLevel", 0.7, 0.6),
-    ("EngineFuelRate", 0.6, 0.0),
-    ("EngineStatus", 0.5, 0.3),
-    ("OperationStatus", 0.4, 0.3),
-    ("BatteryPotential", 0.5, 0.6),
+    ("CumulativeOperatingHours", 0.6, 0.7), ("EngineTotalFuelUsed", 0.3, 0.3),
+    ("FuelLevel", 0.7, 0.6), ("EngineFuelRate", 0.6, 0.0), ("EngineStatus", 0.5, 0.3),
+    ("OperationStatus", 0.4, 0.3), ("BatteryPotential", 0.5, 0.6),
 )
 _RICH: Final = (
-    ("CumulativeProductiveHours", 0.25, 0.3),
-    ("EngineOilTemperature", 0.25, 0.0),
-    ("ActualEnginePercentTorque", 0.2, 0.0),
-    ("EngineIntakeManifoldTemperature", 0.1, 0.0),
+    ("CumulativeProductiveHours", 0.25, 0.3), ("EngineOilTemperature", 0.25, 0.0),
+    ("ActualEnginePercentTorque", 0.2, 0.0), ("EngineIntakeManifoldTemperature", 0.1, 0.0),
     ("BarometricPressure", 0.05, 0.0),
 )
 _WITH_DEF: Final = (
@@ -841,54 +667,35 @@ _WITH_DEF: Final = (
 )
 _HYDRAULIC: Final = (("HydraulicTemperature", 0.3, 0.0), ("HydraulicOilLevel", 0.05, 0.05))
 _WHEELED: Final = (
-    ("CumulativeMovingHours", 0.25, 0.3),
-    ("TotalVehicleDistance", 0.45, 0.4),
-    ("WheelBasedVehicleSpeed", 0.3, 0.0),
-    ("TransmissionOilTemperature", 0.15, 0.0),
+    ("CumulativeMovingHours", 0.25, 0.3), ("TotalVehicleDistance", 0.45, 0.4),
+    ("WheelBasedVehicleSpeed", 0.3, 0.0), ("TransmissionOilTemperature", 0.15, 0.0),
 )
 _GENERATOR: Final = (
-    ("GeneratorTotalKwHoursExport", 0.55, 0.5),
-    ("AcTotalActivePower", 0.55, 0.0),
-    ("AcAverageFrequency", 0.35, 0.0),
-    ("AcAveragePhaseToPhaseRmsVoltage", 0.35, 0.0),
-    ("AcAverageRmsCurrent", 0.35, 0.0),
-    ("AcTotalRelativeLoadPercentage", 0.35, 0.0),
+    ("GeneratorTotalKwHoursExport", 0.55, 0.5), ("AcTotalActivePower", 0.55, 0.0),
+    ("AcAverageFrequency", 0.35, 0.0), ("AcAveragePhaseToPhaseRmsVoltage", 0.35, 0.0),
+    ("AcAverageRmsCurrent", 0.35, 0.0), ("AcTotalRelativeLoadPercentage", 0.35, 0.0),
     ("AcTotalPowerFactor", 0.1, 0.0),
 )
 _LIFT: Final = (
-    ("CumulativeOperatingHours", 0.6, 0.7),
-    ("CumulativeIdleHours", 0.3, 0.3),
-    ("BatteryStateOfChargePercent", 0.8, 0.8),
-    ("BatteryPotential", 0.6, 0.6),
-    ("BatteryCurrent", 0.4, 0.4),
-    ("BatteryChargerState", 0.25, 0.6),
-    ("BatteryChargerPowerLineState", 0.15, 0.5),
-    ("BatteryChargeCyclesCount", 0.08, 0.2),
+    ("CumulativeOperatingHours", 0.6, 0.7), ("CumulativeIdleHours", 0.3, 0.3),
+    ("BatteryStateOfChargePercent", 0.8, 0.8), ("BatteryPotential", 0.6, 0.6),
+    ("BatteryCurrent", 0.4, 0.4), ("BatteryChargerState", 0.25, 0.6),
+    ("BatteryChargerPowerLineState", 0.15, 0.5), ("BatteryChargeCyclesCount", 0.08, 0.2),
     ("BatteryChargerCumulativeInputEnergy", 0.08, 0.2),
-    ("BatteryCumulativeDischargedEnergy", 0.08, 0.1),
-    ("BatteryRemainingRunTime", 0.2, 0.0),
-    ("BatteryRemainingChargeTime", 0.0, 0.3),
-    ("BatteryTemperature", 0.1, 0.05),
-    ("CumulativeCO2Emissions", 0.05, 0.1),
-    ("PlatformHeight", 0.5, 0.1),
-    ("PlatformElevated", 0.4, 0.1),
-    ("PlatformStowed", 0.25, 0.2),
-    ("OperationStatus", 0.45, 0.3),
-    ("Speed", 0.2, 0.1),
+    ("BatteryCumulativeDischargedEnergy", 0.08, 0.1), ("BatteryRemainingRunTime", 0.2, 0.0),
+    ("BatteryRemainingChargeTime", 0.0, 0.3), ("BatteryTemperature", 0.1, 0.05),
+    ("CumulativeCO2Emissions", 0.05, 0.1), ("PlatformHeight", 0.5, 0.1),
+    ("PlatformElevated", 0.4, 0.1), ("PlatformStowed", 0.25, 0.2),
+    ("OperationStatus", 0.45, 0.3), ("Speed", 0.2, 0.1),
 )
 _V2_LAMPS: Final = ("AmberWarningLamp", "MalfunctionIndicatorLamp", "ProtectLamp", "RedStopLamp")
-_LAMP_KIND: Final = {
-    "AmberWarningLamp": "amber",
-    "MalfunctionIndicatorLamp": "mil",
-    "ProtectLamp": "protect",
-    "RedStopLamp": "red",
-}
+_LAMP_KIND: Final = {"AmberWarningLamp": "amber", "MalfunctionIndicatorLamp": "mil",
+                     "ProtectLamp": "protect", "RedStopLamp": "red"}
 
 
 # ---------------------------------------------------------------------------------------------
 # Records
 # ---------------------------------------------------------------------------------------------
-
 
 @dataclass(slots=True)
 class SimRecord:
@@ -927,22 +734,16 @@ class Simulator:
     thread-safe; don't interleave two iterations on one instance.
     """
 
-    def __init__(
-        self,
-        fleet: Fleet,
-        seed: int = 7,
-        v2_from: datetime | None = None,
-        epoch: datetime = DEFAULT_EPOCH,
-    ) -> None:
+    def __init__(self, fleet: Fleet, seed: int = 7, v2_from: datetime | None = None,
+                 epoch: datetime = DEFAULT_EPOCH) -> None:
         self.fleet = fleet
         self.seed = seed
         self.v2_from_ms: int | None = None if v2_from is None else _to_ms(v2_from)
         self.epoch_ms = _to_ms(epoch)
         self.schemas = load_schemas()
         units = _catalogue_units()
-        self._writers = {
-            v: SparseRecordWriter(self.schemas[("insights", v)], units) for v in (1, 2)
-        }
+        self._writers = {v: SparseRecordWriter(self.schemas[("insights", v)], units)
+                         for v in (1, 2)}
         self._raw_encoder = AvroEncoder(self.schemas[("raw", 1)])
         self._index = self._writers[2].index
         self._tz: dict[str, ZoneInfo] = {}
@@ -955,9 +756,8 @@ class Simulator:
         self._pos: int | None = None  # end of the last fully consumed window
 
     # -- public --------------------------------------------------------------------------------
-    def records(
-        self, start: datetime, end: datetime, formats: Iterable[SimFormat] = _FORMATS
-    ) -> Iterator[SimRecord]:
+    def records(self, start: datetime, end: datetime,
+                formats: Iterable[SimFormat] = _FORMATS) -> Iterator[SimRecord]:
         """Records whose receipt time is in ``[start, end)``, in receipt-time order."""
         want = self._want(formats)
         writers = self._writers
@@ -968,24 +768,14 @@ class Simulator:
                 continue
             m = units[rec[1]].m
             if fmt == 0:
-                yield SimRecord(
-                    m.machine_id,
-                    m.customer,
-                    "insights",
-                    rec[0],
-                    rec[4],
-                    writers[rec[4]].to_dict(rec[5]),
-                )
+                yield SimRecord(m.machine_id, m.customer, "insights", rec[0], rec[4],
+                                writers[rec[4]].to_dict(rec[5]))
             else:
                 yield SimRecord(m.machine_id, m.customer, "raw", rec[0], 1, rec[5])
 
     def encoded_batches(
-        self,
-        start: datetime,
-        end: datetime,
-        schema_ids: Mapping[tuple[str, int], int],
-        batch_size: int = 10_000,
-        formats: Iterable[SimFormat] = _FORMATS,
+        self, start: datetime, end: datetime, schema_ids: Mapping[tuple[str, int], int],
+        batch_size: int = 10_000, formats: Iterable[SimFormat] = _FORMATS,
     ) -> Iterator[list[EncodedRecord]]:
         """The same records as ``records``, as ``(key, value, receipt_ms, customer, format)``.
 
@@ -1038,8 +828,7 @@ class Simulator:
             raise ValueError(
                 f"window starts {datetime.fromtimestamp(a / 1000, UTC):%Y-%m-%d %H:%M} UTC, "
                 f"before the simulator's epoch {datetime.fromtimestamp(self.epoch_ms / 1000, UTC)}"
-                "; machine state is chained day by day from the epoch: pass an earlier epoch="
-            )
+                "; machine state is chained day by day from the epoch: pass an earlier epoch=")
         if b <= a:
             return
         if self._pos != a:
@@ -1146,12 +935,9 @@ class Simulator:
         ops = self._operators.get(customer)
         if ops is None:
             ops = self._operators[customer] = [
-                (
-                    str(_uuid(self.seed, customer, "operator", i)),
-                    str(_uuid(self.seed, customer, "key", i)),
-                )
-                for i in range(_OPERATORS_PER_CUSTOMER)
-            ]
+                (str(_uuid(self.seed, customer, "operator", i)),
+                 str(_uuid(self.seed, customer, "key", i)))
+                for i in range(_OPERATORS_PER_CUSTOMER)]
         return ops
 
     def _unit(self, m: Machine) -> _Unit:
@@ -1200,9 +986,8 @@ class Simulator:
             c[FI] = hours * idle_share * spec.idle_lph
             c[FL] = spec.tank_l * rng.uniform(0.35, 0.95)
             c[DEF] = rng.uniform(40.0, 95.0) if u.has_def else 0.0
-            c[KWH] = (
-                hours * (1 - idle_share) * spec.rated_kw * 0.5 if m.type == "generator" else 0.0
-            )
+            c[KWH] = hours * (1 - idle_share) * spec.rated_kw * 0.5 if m.type == "generator" \
+                else 0.0
         cycles = 0
         u.co2_0 = 0.0
         if m.kind == "electric":
@@ -1212,15 +997,9 @@ class Simulator:
             c[DIS] = cycles * spec.battery_kwh * 0.6
             u.co2_0 = m.hours_at_install * 0.45 * spec.battery_kwh * 0.6 / _CHARGER_EFF * 0.2
         starts = int((m.hours_at_install + run_h) * 1.6) * 2
-        u.init = _State(
-            site=m.sites.index(m.home_site),
-            c=c,
-            changes1=starts,
-            changes2=int(starts * 1.8),
-            cycles=cycles,
-            plugged=False,
-            spot_day=u.epoch_day - 1,
-        )
+        u.init = _State(site=m.sites.index(m.home_site), c=c, changes1=starts,
+                        changes2=int(starts * 1.8), cycles=cycles, plugged=False,
+                        spot_day=u.epoch_day - 1)
 
         # Which insights this machine reports, in schema order.
         spec_list: list[tuple[str, float, float]] = []
@@ -1244,36 +1023,23 @@ class Simulator:
         idx = self._index
         u.cands = sorted((idx[n], p_on, p_off, _GETTERS[n]) for n, p_on, p_off in spec_list)
         u.lamps = [(idx[n], _LAMP_KIND[n]) for n in _V2_LAMPS] if m.kind == "diesel" else []
-        u.fault_pool = (
-            _LIFT_FAULTS
-            if m.kind == "electric"
-            else _DIESEL_FAULTS + (_EMISSION_FAULTS if u.has_def else ())
-        )
+        u.fault_pool = (_LIFT_FAULTS if m.kind == "electric" else
+                        _DIESEL_FAULTS + (_EMISSION_FAULTS if u.has_def else ()))
 
         w = self._writers[1]
-        header = {
-            "UnitInstallDateTime": m.install_ms,
-            "OEMName": m.oem,
-            "Model": m.model,
-            "EquipmentID": m.equipment_id,
-            "SerialNumber": m.serial_number,
-            "PIN": m.pin,
-        }
-        meta: dict[str, Any] = {
-            "TelematicSerialNumber": m.telematic_serial,
-            "MachineId": m.machine_id,
-        }
+        header = {"UnitInstallDateTime": m.install_ms, "OEMName": m.oem, "Model": m.model,
+                  "EquipmentID": m.equipment_id, "SerialNumber": m.serial_number, "PIN": m.pin}
+        meta: dict[str, Any] = {"TelematicSerialNumber": m.telematic_serial,
+                                "MachineId": m.machine_id}
         if m.unit_id is not None:
             meta["UnitId"] = m.unit_id
         meta["ExternalReferenceNumber"] = m.external_ref
         u.hdr = w.preencode("EquipmentHeader", header)
         u.meta = w.preencode("Metadata", meta)
         u.key = m.machine_id.encode()
-        u.raw_static = (
-            {"unitId": m.unit_id, "serialNumber": m.telematic_serial, "machineId": m.machine_id}
-            if m.unit_id is not None
-            else {"serialNumber": m.telematic_serial, "machineId": m.machine_id}
-        )
+        u.raw_static = {"unitId": m.unit_id, "serialNumber": m.telematic_serial,
+                        "machineId": m.machine_id} if m.unit_id is not None else {
+                        "serialNumber": m.telematic_serial, "machineId": m.machine_id}
         return u
 
     # -- planning ------------------------------------------------------------------------------
@@ -1308,11 +1074,8 @@ class Simulator:
             e_h = b.shift[1] + rng.uniform(-0.4, 0.6)
             if wd == 5:
                 e_h = min(e_h, s_h + 5.0)
-            near = [
-                i
-                for i, other in enumerate(m.sites)
-                if i != site_from and _haversine_km(m.sites[site_from], other) <= _MAX_RELOCATION_KM
-            ]
+            near = [i for i, other in enumerate(m.sites) if i != site_from and
+                    _haversine_km(m.sites[site_from], other) <= _MAX_RELOCATION_KM]
             if near and wd < 5 and rng.random() < b.p_reloc:
                 site_to = rng.choice(near)
                 dist = _haversine_km(m.sites[site_from], m.sites[site_to])
@@ -1335,9 +1098,8 @@ class Simulator:
                 shift_end = max(t1 for _, t1, _, _ in blocks)
 
         first_activity = min((t0 for t0, _, _, _ in blocks), default=d1)
-        segs, end = self._integrate(
-            u, rng, d0, d1, s0, blocks, shift_end, site_from, site_to, keep_segs=with_messages
-        )
+        segs, end = self._integrate(u, rng, d0, d1, s0, blocks, shift_end, site_from, site_to,
+                                    keep_segs=with_messages)
         # A machine parks at one spot; it moves to a new one only on days it works, and only
         # once it starts (no overnight teleports).
         end.spot_day = day if works else s0.spot_day
@@ -1359,9 +1121,8 @@ class Simulator:
         return _Plan(day, d0, d1, base, segs, faults, operator, end)
 
     @staticmethod
-    def _fill(
-        blocks: list[tuple[int, int, int, float]], rng: random.Random, u: _Unit, a: int, z: int
-    ) -> None:
+    def _fill(blocks: list[tuple[int, int, int, float]], rng: random.Random, u: _Unit,
+              a: int, z: int) -> None:
         """Alternate working and idle/pause blocks over [a, z)."""
         b = u.b
         if u.kind == "kin":
@@ -1385,19 +1146,9 @@ class Simulator:
             t = t1
             working = not working
 
-    def _integrate(
-        self,
-        u: _Unit,
-        rng: random.Random,
-        d0: int,
-        d1: int,
-        s0: _State,
-        blocks: list[tuple[int, int, int, float]],
-        shift_end: int,
-        site_from: int,
-        site_to: int,
-        keep_segs: bool,
-    ) -> tuple[list[_Seg], _State]:
+    def _integrate(self, u: _Unit, rng: random.Random, d0: int, d1: int, s0: _State,
+                   blocks: list[tuple[int, int, int, float]], shift_end: int, site_from: int,
+                   site_to: int, keep_segs: bool) -> tuple[list[_Seg], _State]:
         """Turn activity blocks into contiguous segments with counters, refuels, charging."""
         m = u.m
         spec = m.spec
@@ -1471,11 +1222,8 @@ class Simulator:
                 r[TKM] = load / dur if dur else 0.0  # load carries the distance here
                 load = 0.0
             elif diesel and on:
-                lph = (
-                    spec.idle_lph
-                    if st == IDLE
-                    else spec.idle_lph + (spec.max_lph - spec.idle_lph) * load
-                )
+                lph = spec.idle_lph if st == IDLE else \
+                    spec.idle_lph + (spec.max_lph - spec.idle_lph) * load
                 burn = lph * dur / _H_MS
                 tank = spec.tank_l
                 # (copies: the list may be the start values of the previous segment)
@@ -1542,20 +1290,12 @@ class Simulator:
                 c[SOC] = min(100.0, max(0.0, c[SOC]))
             elif diesel:
                 c[FL] = max(0.0, c[FL])
-        end = _State(
-            site=site_to,
-            c=c,
-            changes1=changes1,
-            changes2=changes2,
-            cycles=cycles,
-            plugged=plugged,
-            spot_day=s0.spot_day,
-        )
+        end = _State(site=site_to, c=c, changes1=changes1, changes2=changes2, cycles=cycles,
+                     plugged=plugged, spot_day=s0.spot_day)
         return segs, end
 
-    def _faults(
-        self, u: _Unit, rng: random.Random, segs: list[_Seg], d1: int
-    ) -> list[tuple[int, int, _Fault]]:
+    def _faults(self, u: _Unit, rng: random.Random, segs: list[_Seg],
+                d1: int) -> list[tuple[int, int, _Fault]]:
         on = [(sg.t0, sg.t1) for sg in segs if _ON[sg.st]]
         total = sum(t1 - t0 for t0, t1 in on)
         if not on or total <= 0 or u.b.fault_rate <= 0:
@@ -1581,9 +1321,8 @@ class Simulator:
         return out
 
     # -- messages ------------------------------------------------------------------------------
-    def _timeline(
-        self, u: _Unit, plan: _Plan, rng: random.Random, raw: bool
-    ) -> list[tuple[int, int, int, bool]]:
+    def _timeline(self, u: _Unit, plan: _Plan, rng: random.Random, raw: bool
+                  ) -> list[tuple[int, int, int, bool]]:
         """(measure_ms, format, segment index, is-event) for one format's messages of a day."""
         out: list[tuple[int, int, int, bool]] = []
         kin = u.kind == "kin"
@@ -1593,11 +1332,8 @@ class Simulator:
         for i, sg in enumerate(plan.segs):
             st = sg.st
             on, work = _ON[st], st == WORK
-            event = prev_st >= 0 and (
-                on != prev_on
-                or work != prev_work
-                or (st != prev_st and st in (TRANSPORT, CHARGING))
-            )
+            event = prev_st >= 0 and (on != prev_on or work != prev_work or
+                                      (st != prev_st and st in (TRANSPORT, CHARGING)))
             prev_on, prev_work, prev_st = on, work, st
             if raw:
                 lo, hi = _RAW_TRANSPORT_S if st == TRANSPORT else _RAW_INTERVALS_S[on]
@@ -1646,11 +1382,8 @@ class Simulator:
         dd = date.fromordinal(plan.day)
         ctx.doy = dd.timetuple().tm_yday
         i_loc, i_meta, i_addr = idx["Location"], idx["LocationMetadata"], idx["LocationAddress"]
-        i_acc, i_can, i_adv = (
-            idx["AccessControlKeyUsage"],
-            idx["CANMessages"],
-            idx["AdvancedSensors"],
-        )
+        i_acc, i_can, i_adv = idx["AccessControlKeyUsage"], idx["CANMessages"], idx[
+            "AdvancedSensors"]
         i_fc = idx["FaultCodes"]
         i_hdr, i_md = idx["EquipmentHeader"], idx["Metadata"]
         rnd = rng.random
@@ -1687,56 +1420,28 @@ class Simulator:
             ctx.local_h = (t - plan.base_ms) / _H_MS
             site = site_obj[sg.site]
             if fmt == 1:
-                yield (
-                    receipt,
-                    mi,
-                    t,
-                    1,
-                    1,
-                    self._raw_payload(u, ctx, sg, plan, t, event, lat, lon, site, key_id),
-                )
+                yield (receipt, mi, t, 1, 1, self._raw_payload(u, ctx, sg, plan, t, event, lat,
+                                                               lon, site, key_id))
                 continue
 
             version = 2 if v2 is not None and receipt >= v2 else 1
-            entries: list[tuple[int, Any, int | None]] = [
-                (i_hdr, u.hdr, None),
-                (i_md, u.meta, None),
-            ]
-            entries.append(
-                (
-                    i_loc,
-                    {
-                        "Latitude": lat,
-                        "Longitude": lon,
-                        "Altitude": round(site.altitude + 1.5 * z(), 1),
-                        "AltitudeUnits": "metres",
-                        "datetime": t,
-                    },
-                    None,
-                )
-            )
+            entries: list[tuple[int, Any, int | None]] = [(i_hdr, u.hdr, None),
+                                                          (i_md, u.meta, None)]
+            entries.append((i_loc, {"Latitude": lat, "Longitude": lon,
+                                    "Altitude": round(site.altitude + 1.5 * z(), 1),
+                                    "AltitudeUnits": "metres", "datetime": t}, None))
             if kin:
                 yield (receipt, mi, t, 0, version, entries)
                 continue
             if rnd() < 0.6:
                 acc = round(rng.uniform(1.5, 9.0) if st != TRANSPORT else rng.uniform(3, 15), 1)
-                entries.append((i_meta, {"AccuracyRadius": acc, "HighAccuracy": acc < 10.0}, None))
+                entries.append((i_meta, {"AccuracyRadius": acc, "HighAccuracy": acc < 10.0},
+                                None))
             if st != TRANSPORT and (addr_due or rnd() < 0.2):
                 addr_due = False
-                entries.append(
-                    (
-                        i_addr,
-                        {
-                            "Country": site.country,
-                            "Zipcode": site.zipcode,
-                            "City": site.city,
-                            "Address": site.address,
-                            "GeoHash": geohash(lat, lon),
-                            "datetime": t,
-                        },
-                        None,
-                    )
-                )
+                entries.append((i_addr, {"Country": site.country, "Zipcode": site.zipcode,
+                                         "City": site.city, "Address": site.address,
+                                         "GeoHash": geohash(lat, lon), "datetime": t}, None))
             if u.access and event and ctx.on and not access_done:
                 access_done = True
                 usage = []
@@ -1761,30 +1466,15 @@ class Simulator:
                 entries.append((i_can, self._can_messages(ctx, t), None))
             if compressor and on and rnd() < 0.3:
                 loaded = st == WORK
-                entries.append(
-                    (
-                        i_adv,
-                        [
-                            {
-                                "datetime": t,
-                                "UnitOfMeasurement": "bar",
-                                "SensorId": 7301,
-                                "SensorName": "Discharge Pressure",
-                                "NumericValue": round((7.0 if loaded else 7.6) + 0.15 * z(), 2),
-                                "Source": "CAN1",
-                            },
-                            {
-                                "datetime": t,
-                                "SensorId": 7302,
-                                "SensorName": "Compressor State",
-                                "NumericValue": 1.0 if loaded else 0.0,
-                                "StringValue": "LOADED" if loaded else "UNLOADED",
-                                "Source": "CAN1",
-                            },
-                        ],
-                        None,
-                    )
-                )
+                entries.append((i_adv, [
+                    {"datetime": t, "UnitOfMeasurement": "bar", "SensorId": 7301,
+                     "SensorName": "Discharge Pressure",
+                     "NumericValue": round((7.0 if loaded else 7.6) + 0.15 * z(), 2),
+                     "Source": "CAN1"},
+                    {"datetime": t, "SensorId": 7302, "SensorName": "Compressor State",
+                     "NumericValue": 1.0 if loaded else 0.0,
+                     "StringValue": "LOADED" if loaded else "UNLOADED", "Source": "CAN1"},
+                ], None))
             fc = faults.get(n)
             if fc:
                 entries.append((i_fc, fc, None))
@@ -1795,20 +1485,14 @@ class Simulator:
             yield (receipt, mi, t, 0, version, entries)
 
     @staticmethod
-    def _key_use(op: str, key: str, u: _Unit, operation: str, ok: bool, t: int) -> dict[str, Any]:
-        return {
-            "OperatorId": op,
-            "KeyId": key,
-            "Operation": operation,
-            "AccessType": u.access_type,
-            "Success": ok,
-            "datetime": t,
-        }
+    def _key_use(op: str, key: str, u: _Unit, operation: str, ok: bool, t: int
+                 ) -> dict[str, Any]:
+        return {"OperatorId": op, "KeyId": key, "Operation": operation,
+                "AccessType": u.access_type, "Success": ok, "datetime": t}
 
     @staticmethod
-    def _fault_messages(
-        plan: _Plan, times: list[tuple[int, int, int, bool]]
-    ) -> dict[int, list[dict[str, Any]]]:
+    def _fault_messages(plan: _Plan, times: list[tuple[int, int, int, bool]]
+                        ) -> dict[int, list[dict[str, Any]]]:
         """Which insights message reports each fault's raise (cleared null) and its clear."""
         out: dict[int, list[dict[str, Any]]] = {}
         if not plan.faults:
@@ -1824,13 +1508,8 @@ class Simulator:
                 j = len(ts) - 1
                 cleared = min(cleared, ts[j])
             cleared = max(cleared, raised + 1)
-            base = {
-                "CodeIdentifier": f.code,
-                "CodeDescription": f.description,
-                "CodeSeverity": f.severity,
-                "CodeSource": f.source,
-                "datetime": raised,
-            }
+            base = {"CodeIdentifier": f.code, "CodeDescription": f.description,
+                    "CodeSeverity": f.severity, "CodeSource": f.source, "datetime": raised}
             out.setdefault(ins[k][0], []).append({**base, "datetimeCleared": None})
             out.setdefault(ins[j][0], []).append({**base, "datetimeCleared": cleared})
         return out
@@ -1841,58 +1520,23 @@ class Simulator:
         raw_rpm = int(rpm / 0.125)
         fuel = round(100.0 * c.c[FL] / c.u.m.spec.tank_l, 1)
         return [
-            {
-                "datetime": t,
-                "UnitOfMeasurement": "rpm",
-                "VariableId": 190,
-                "VariableName": "Engine Speed",
-                "ParsedValue": rpm,
-                "CanMessageValues": {
-                    "Kind": "MIN_MAX",
-                    "MinValue": rpm - 60.0,
-                    "MaxValue": rpm + 110.0,
-                },
-                "CanMessageData": {
-                    "CanId": 0x0CF00400,
-                    "SourceAddress": 0,
-                    "BinaryValue": bytes(
-                        (0xF0, 0x7D, 0x7D, raw_rpm & 0xFF, (raw_rpm >> 8) & 0xFF, 0, 0xF0, 0x7D)
-                    ),
-                    "Counter": 1200,
-                    "CapturingPeriod": 120,
-                    "CanType": "Can A",
-                },
-            },
-            {
-                "datetime": t,
-                "UnitOfMeasurement": "%",
-                "VariableId": 96,
-                "VariableName": "Fuel Level",
-                "ParsedValue": fuel,
-                "CanMessageValues": {"Kind": "VALUE", "value": fuel},
-                "CanMessageData": {
-                    "CanId": 0x18FEFC17,
-                    "SourceAddress": 23,
-                    "Counter": 12,
-                    "CapturingPeriod": 120,
-                    "CanType": "Can A",
-                },
-            },
+            {"datetime": t, "UnitOfMeasurement": "rpm", "VariableId": 190,
+             "VariableName": "Engine Speed", "ParsedValue": rpm,
+             "CanMessageValues": {"Kind": "MIN_MAX", "MinValue": rpm - 60.0,
+                                  "MaxValue": rpm + 110.0},
+             "CanMessageData": {"CanId": 0x0CF00400, "SourceAddress": 0,
+                                "BinaryValue": bytes((0xF0, 0x7D, 0x7D, raw_rpm & 0xFF,
+                                                      (raw_rpm >> 8) & 0xFF, 0, 0xF0, 0x7D)),
+                                "Counter": 1200, "CapturingPeriod": 120, "CanType": "Can A"}},
+            {"datetime": t, "UnitOfMeasurement": "%", "VariableId": 96,
+             "VariableName": "Fuel Level", "ParsedValue": fuel,
+             "CanMessageValues": {"Kind": "VALUE", "value": fuel},
+             "CanMessageData": {"CanId": 0x18FEFC17, "SourceAddress": 23, "Counter": 12,
+                                "CapturingPeriod": 120, "CanType": "Can A"}},
         ]
 
-    def _raw_payload(
-        self,
-        u: _Unit,
-        c: _Ctx,
-        sg: _Seg,
-        plan: _Plan,
-        t: int,
-        event: bool,
-        lat: float,
-        lon: float,
-        site: Site,
-        key_id: str,
-    ) -> dict[str, Any]:
+    def _raw_payload(self, u: _Unit, c: _Ctx, sg: _Seg, plan: _Plan, t: int, event: bool,
+                     lat: float, lon: float, site: Site, key_id: str) -> dict[str, Any]:
         rng = c.rng
         cc = c.c
         on = c.on
@@ -1903,18 +1547,11 @@ class Simulator:
             p["keyId"] = key_id
         p["location"] = {"latitude": lat, "longitude": lon}
         if sg.st != TRANSPORT:
-            p["address"] = {
-                "country": site.country,
-                "zipCode": site.zipcode,
-                "city": site.city,
-                "streetAddress": site.address,
-            }
+            p["address"] = {"country": site.country, "zipCode": site.zipcode, "city": site.city,
+                            "streetAddress": site.address}
         if c.speed > 0:
-            p["heading"] = (
-                _bearing(sg.lat0, sg.lon0, sg.lat1, sg.lon1)
-                if sg.st == TRANSPORT
-                else rng.randrange(360)
-            )
+            p["heading"] = _bearing(sg.lat0, sg.lon0, sg.lat1, sg.lon1) \
+                if sg.st == TRANSPORT else rng.randrange(360)
         p["speed"] = round(c.speed, 1)
         p["km"] = round(cc[KM] + cc[TKM], 1)
         p["run1"] = float(round(cc[RUN]))
@@ -1933,9 +1570,8 @@ class Simulator:
             p[f"input{i}"] = False
         for i in range(1, 6):
             p[f"output{i}"] = False
-        p["analogInput1"] = (
-            round(2.0 + 6.0 * sg.load + 0.05 * c.z(), 2) if work else round(abs(0.02 * c.z()), 2)
-        )
+        p["analogInput1"] = round(2.0 + 6.0 * sg.load + 0.05 * c.z(), 2) if work else \
+            round(abs(0.02 * c.z()), 2)
         p["analogInput2"] = 0.0
         p["analogInput4"] = 0.0
         p["input1ChangeCounter"] = sg.changes1
@@ -1945,33 +1581,19 @@ class Simulator:
         p["batteryLevel"] = float(min(100, round(98 + 1 * c.z())))
         p["externalPower"] = _batt_v(c)
         if u.kind == "diesel" and on and rng.random() < 0.5:
-            values = (
-                _rpm(c),
-                round(100.0 * cc[FL] / u.m.spec.tank_l, 1),
-                round(84 + 6 * c.load + 1.5 * c.z(), 1),
-                round(u.eng0 + cc[RUN] / 3600.0, 2),
-                round(cc[FT], 1),
-            )
+            values = (_rpm(c), round(100.0 * cc[FL] / u.m.spec.tank_l, 1),
+                      round(84 + 6 * c.load + 1.5 * c.z(), 1),
+                      round(u.eng0 + cc[RUN] / 3600.0, 2), round(cc[FT], 1))
             p["canVariables"] = [
                 {"time": t, "variableId": vid, "name": name, "value": f"{v:g}", "uom": uom}
-                for (vid, name, uom), v in zip(_RAW_CAN_VARS, values, strict=True)
-            ]
+                for (vid, name, uom), v in zip(_RAW_CAN_VARS, values, strict=True)]
         if u.kind == "diesel":
-            active = [
-                (raised, f) for raised, cleared, f in plan.faults if raised <= t < cleared and f.spn
-            ]
+            active = [(raised, f) for raised, cleared, f in plan.faults
+                      if raised <= t < cleared and f.spn]
             if active:
                 p["canFaults"] = [
-                    {
-                        "time": raised,
-                        "spn": f.spn,
-                        "fmi": f.fmi,
-                        "occurrenceCount": 1,
-                        "name": f.name,
-                        "description": f.description,
-                    }
-                    for raised, f in active
-                ]
+                    {"time": raised, "spn": f.spn, "fmi": f.fmi, "occurrenceCount": 1,
+                     "name": f.name, "description": f.description} for raised, f in active]
         return p
 
 
@@ -1983,4 +1605,5 @@ def _uuid(*parts: object) -> str:
 
 
 def _offset(lat: float, lon: float, north_m: float, east_m: float) -> tuple[float, float]:
-    return (lat + north_m / 111_320.0, lon + east_m / (111_320.0 * math.cos(math.radians(lat))))
+    return (lat + north_m / 111_320.0,
+            lon + east_m / (111_320.0 * math.cos(math.radians(lat))))
