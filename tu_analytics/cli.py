@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +14,67 @@ from .errors import TuAnalyticsError
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _sandbox_up(args: argparse.Namespace) -> int:
+    from .sandbox import manager
+
+    ports = {k: v for k, v in (("kafka", args.kafka_port), ("registry", args.registry_port)) if v}
+    res = manager.up(
+        ports=ports or None, backfill_days=args.backfill_days, seed=args.seed, say=_say
+    )
+    st = res.state
+    _say(f"broker   {st.bootstrap} (SASL_PLAINTEXT/PLAIN)")
+    _say(f"registry {st.registry_url}")
+    _say(f"customers: {', '.join(st.customers)}")
+    _say('next: eval "$(tu-analytics sandbox env)"   # then tu_analytics.connect() in Python')
+    return 0
+
+
+def _sandbox_fetch(args: argparse.Namespace) -> int:
+    from .sandbox import _jars
+    from .sandbox._state import cache_dir
+
+    cache = cache_dir()
+    got = _jars.ensure_jars(cache, _say)
+    _say(f"jars {'resolved into' if got else 'already cached in'} {cache}")
+    return 0
+
+
+def _sandbox_down(args: argparse.Namespace) -> int:
+    from .sandbox import manager
+
+    manager.down(say=_say)
+    return 0
+
+
+def _sandbox_status(args: argparse.Namespace) -> int:
+    from .sandbox import manager
+
+    st = manager.status()
+    if args.json:
+        print(json.dumps(st, indent=1))
+    else:
+        print(f"running:  {st['running']}  ({st['directory']})")
+        for name, ok in st.get("processes", {}).items():
+            print(f"  {name:<10} {'up' if ok else 'down'}")
+        if st["broker"]:
+            print(f"broker:   {st['broker']}\nregistry: {st['registry']}")
+        for c in st["customers"]:
+            print(
+                f"customer {c['name']}: {c['machines']} machines, topics "
+                f"{c['topics']['insights']}, {c['topics']['raw']}"
+            )
+    return 0 if st["running"] else 3
+
+
+def _sandbox_env(args: argparse.Namespace) -> int:
+    from .sandbox import manager
+
+    values = manager.env_vars(customer=args.customer, fmt=args.format, admin=args.admin)
+    for k, v in values.items():
+        print(f"export {k}={shlex.quote(v)}")
+    return 0
 
 
 def _window(args: argparse.Namespace) -> int:
