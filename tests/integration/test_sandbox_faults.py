@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from kafka_helpers import _kafka_conf
-from sandbox_checks import assert_exactly_once, counts, wait_forwarded
+from sandbox_checks import assert_exactly_once, counts, streamer_paused, wait_forwarded
 
 from tu_analytics.sandbox import _procs, manager
 from tu_analytics.sandbox._state import (
@@ -91,9 +91,12 @@ def test_forwarder_rides_out_a_60s_broker_stall(own_sandbox: Path) -> None:
     assert _pid(own_sandbox, "forwarder") == forwarder
     assert read_progress(own_sandbox)["restarts"]["forwarder"] == restarts
     assert assert_exactly_once(own_sandbox) > 0
-    st = manager.status(root=own_sandbox)
+    with streamer_paused(own_sandbox):  # no live records arriving while status is read
+        wait_forwarded(own_sandbox)
+        st = manager.status(root=own_sandbox)
     assert st["running"]
     assert st["forwarder"]["lag"] == 0
+    assert st["forwarder"]["healthy"], st["forwarder"]
 
 
 def _burst(root: Path, n: int) -> None:
