@@ -233,3 +233,22 @@ def test_a_sandbox_next_door_is_not_mistaken_for_this_one(tmp_path: Path) -> Non
     finally:
         _down(env2)
     assert counts(tmp_path / "sbx2") == {}
+
+
+def test_every_sandbox_option_is_described() -> None:
+    import argparse
+
+    from tu_analytics.cli import build_parser
+
+    def subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        (action,) = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        return dict(action.choices)
+
+    sandbox = subparsers(build_parser())["sandbox"]
+    for name, sub in subparsers(sandbox).items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"sandbox {name} {action.option_strings[0]} has no help"
+    up_help = subparsers(sandbox)["up"].format_help()
+    for option in ("--kafka-tls-port", "--late-share", "--backfill-days", "--seed"):
+        assert option in up_help
