@@ -4,19 +4,20 @@ mid-batch, and every platform record still reaches its customer's topic exactly 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from kafka_helpers import _kafka_conf
-from sandbox_checks import assert_exactly_once, counts, wait_forwarded
+from sandbox_checks import assert_exactly_once, counts, streamer_paused, wait_forwarded
 
 from tu_analytics.sandbox import _procs, manager
 from tu_analytics.sandbox._state import (
@@ -90,9 +91,12 @@ def test_forwarder_rides_out_a_60s_broker_stall(own_sandbox: Path) -> None:
     assert _pid(own_sandbox, "forwarder") == forwarder
     assert read_progress(own_sandbox)["restarts"]["forwarder"] == restarts
     assert assert_exactly_once(own_sandbox) > 0
-    st = manager.status(root=own_sandbox)
+    with streamer_paused(own_sandbox):  # no live records arriving while status is read
+        wait_forwarded(own_sandbox)
+        st = manager.status(root=own_sandbox)
     assert st["running"]
     assert st["forwarder"]["lag"] == 0
+    assert st["forwarder"]["healthy"], st["forwarder"]
 
 
 def _burst(root: Path, n: int) -> None:
@@ -140,20 +144,54 @@ def _aborted_copies(root: Path) -> int:
     )
 
 
+@contextlib.contextmanager
+def _open_transaction_probe(root: Path) -> Iterator[Callable[[], bool]]:
+    """A check that is true while a transaction has records on a customer topic but is not
+    committed: the high watermark (read_uncommitted) is then past the last stable offset
+    (what ListOffsets answers a read_committed client)."""
+    env = manager.env_vars(root=root, admin=True)
+    state = load_state(root)
+    assert state is not None
+    tps = [
+        TopicPartition(customer_topics(c)["raw"], p)
+        for c in state.customers
+        for p in range(CUSTOMER_PARTITIONS)
+    ]
+    conf = {**_kafka_conf(env), "group.id": "operator.probe", "log_level": 0}
+    dirty = Consumer({**conf, "isolation.level": "read_uncommitted"})
+    clean = Consumer({**conf, "isolation.level": "read_committed"})
+
+    def open_now() -> bool:
+        return any(
+            dirty.get_watermark_offsets(tp, timeout=5)[1]
+            > clean.get_watermark_offsets(tp, timeout=5)[1]
+            for tp in tps
+        )
+
+    try:
+        yield open_now
+    finally:
+        dirty.close()
+        clean.close()
+
+
 def test_forwarder_killed_mid_batch_recovers_exactly_once(own_sandbox: Path) -> None:
-    for _ in range(3):
-        pid = _pid(own_sandbox, "forwarder")
-        restarts = read_progress(own_sandbox)["restarts"]["forwarder"]
-        # Kill it while it works through a backlog of several batches.
-        os.kill(pid, signal.SIGSTOP)
-        _burst(own_sandbox, 20_000)
-        os.kill(pid, signal.SIGCONT)
-        time.sleep(0.3)
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while read_progress(own_sandbox)["restarts"]["forwarder"] == restarts:
-            assert time.monotonic() < deadline, "the supervisor did not restart the forwarder"
-            time.sleep(0.5)
+    with _open_transaction_probe(own_sandbox) as open_now:
+        for _ in range(3):
+            pid = _pid(own_sandbox, "forwarder")
+            restarts = read_progress(own_sandbox)["restarts"]["forwarder"]
+            # Give it a backlog of several batches, then kill it inside a transaction.
+            os.kill(pid, signal.SIGSTOP)
+            _burst(own_sandbox, 20_000)
+            os.kill(pid, signal.SIGCONT)
+            deadline = time.monotonic() + 30
+            while not open_now():
+                assert time.monotonic() < deadline, "no transaction seen open"
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while read_progress(own_sandbox)["restarts"]["forwarder"] == restarts:
+                assert time.monotonic() < deadline, "the supervisor did not restart the forwarder"
+                time.sleep(0.5)
     assert assert_exactly_once(own_sandbox) > 60_000
     # Killed mid-transaction: its copies are on the topics, aborted, unseen by read_committed.
     assert _aborted_copies(own_sandbox) > 0

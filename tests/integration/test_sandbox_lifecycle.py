@@ -6,6 +6,7 @@ sandbox; every test checks that no process naming its directory is left behind.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 from kafka_helpers import isolated_sandbox_env
 from sandbox_checks import assert_exactly_once, counts
+
+from tu_analytics.sandbox import _procs
 
 TU = [sys.executable, "-m", "tu_analytics.cli"]
 
@@ -193,8 +196,12 @@ def test_status_and_down_survive_a_corrupt_state_file(tmp_path: Path) -> None:
     root = tmp_path / "sbx"
     env = _env(root)
     try:
-        assert _up(env, "--backfill-days", "0.01").returncode == 0
+        assert _up(env, "--backfill-days", "0.01", "--late-share", "0.02").returncode == 0
         assert counts(root) == ONE_EACH
+        # --late-share is kept in the state and handed to the streamer.
+        assert json.loads((root / "state.json").read_text())["late_share"] == 0.02
+        (streamer,) = _procs.owned(root.resolve())["streamer"]
+        assert streamer.cmdline()[-2:] == ["--late-share", "0.02"]
         state = root / "state.json"
         state.write_text(state.read_text()[:100])  # truncated mid-write
         status = subprocess.run(
@@ -226,3 +233,22 @@ def test_a_sandbox_next_door_is_not_mistaken_for_this_one(tmp_path: Path) -> Non
     finally:
         _down(env2)
     assert counts(tmp_path / "sbx2") == {}
+
+
+def test_every_sandbox_option_is_described() -> None:
+    import argparse
+
+    from tu_analytics.cli import build_parser
+
+    def subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        (action,) = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        return dict(action.choices)
+
+    sandbox = subparsers(build_parser())["sandbox"]
+    for name, sub in subparsers(sandbox).items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"sandbox {name} {action.option_strings[0]} has no help"
+    up_help = subparsers(sandbox)["up"].format_help()
+    for option in ("--kafka-tls-port", "--late-share", "--backfill-days", "--seed"):
+        assert option in up_help

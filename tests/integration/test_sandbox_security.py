@@ -210,3 +210,37 @@ def test_sasl_ssl_listener_serves_a_window_with_the_ca_only(sandbox) -> None:
     finally:
         stranger.close()
     assert time.monotonic() - t < 15
+
+
+def test_murmur2_reference_is_kafkas_java_hash() -> None:
+    # Values of org.apache.kafka.common.utils.Utils.murmur2 (Kafka 4.1.1), signed as in Java:
+    # the fault tests' partition check is only as good as this reference.
+    from sandbox_checks import java_partition, murmur2
+
+    java = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"abc": 479470107,
+        b"3f2c1e4a-0000-4000-8000-000000000001": 2038755501,
+    }
+    for data, signed in java.items():
+        assert murmur2(data) == signed & 0xFFFFFFFF
+    assert java_partition(b"a-little-bit-long-string", 3) == 2
+
+
+def test_registry_over_https_with_the_same_ca(sandbox) -> None:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from kafka_helpers import sr_auth
+
+    tls = _tls_env(sandbox)
+    assert tls["TU_SCHEMA_REGISTRY_URL"].startswith("https://127.0.0.1:")
+    subject = f"{tls['TU_TOPIC']}-value"
+    conf = {"url": tls["TU_SCHEMA_REGISTRY_URL"], "basic.auth.user.info": sr_auth(tls)}
+    with SchemaRegistryClient({**conf, "ssl.ca.location": tls["TU_SSL_CA_LOCATION"]}) as sr:
+        assert sr.get_latest_version(subject).version >= 1
+    with (
+        SchemaRegistryClient({**conf, "timeout": 5}) as stranger,
+        pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        stranger.get_latest_version(subject)

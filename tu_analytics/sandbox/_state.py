@@ -38,6 +38,7 @@ DEFAULT_PORTS = {
     "registry": 18081,
     "registry_management": 18082,
     "kafka_tls": 19094,
+    "registry_tls": 18083,
 }
 PORT_ENV = {
     "kafka": "TU_SANDBOX_KAFKA_PORT",
@@ -45,6 +46,7 @@ PORT_ENV = {
     "registry": "TU_SANDBOX_REGISTRY_PORT",
     "registry_management": "TU_SANDBOX_REGISTRY_MANAGEMENT_PORT",
     "kafka_tls": "TU_SANDBOX_KAFKA_TLS_PORT",
+    "registry_tls": "TU_SANDBOX_REGISTRY_TLS_PORT",
 }
 HOST = "127.0.0.1"
 OPERATOR = "operator"
@@ -116,6 +118,10 @@ class State:
     def registry_url(self) -> str:
         return f"http://{HOST}:{self.ports['registry']}/apis/ccompat/v7"
 
+    @property
+    def registry_tls_url(self) -> str:
+        return f"https://{HOST}:{self.ports['registry_tls']}/apis/ccompat/v7"
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -126,8 +132,9 @@ class State:
         data["customers"] = {k: Credentials(**v) for k, v in data["customers"].items()}
         ports = {**DEFAULT_PORTS, **data["ports"]}
         if "kafka_tls" not in data["ports"]:
-            # A sandbox from before the TLS listener: a port next to its own.
+            # A sandbox from before the TLS listeners: ports next to its own.
             ports["kafka_tls"] = data["ports"]["kafka"] + 2
+            ports["registry_tls"] = data["ports"]["registry"] + 2
         data["ports"] = ports
         return cls(**data)
 

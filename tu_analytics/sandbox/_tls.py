@@ -3,7 +3,8 @@
 Made once per sandbox directory with ``cryptography`` (no ``keytool`` round trips, which
 cost a JVM start each): ``tls/ca.pem`` is what clients pass as ``ssl.ca.location``;
 ``tls/broker.pem`` holds the broker's key (PKCS#8, unencrypted, file mode 0600) and its
-certificate chain, in the PEM keystore form Kafka reads (``ssl.keystore.type=PEM``). The
+certificate chain, in the PEM keystore form Kafka reads (``ssl.keystore.type=PEM``); the
+registry's https port uses the same certificate (``server-cert.pem``, ``server-key.pem``). The
 certificate names 127.0.0.1 and localhost, so host-name verification stays on.
 """
 
@@ -22,9 +23,19 @@ def broker_pem_path(root: Path) -> Path:
     return tls_dir(root) / "broker.pem"
 
 
+def server_cert_path(root: Path) -> Path:
+    """The same certificate chain alone, for the registry's https port (Quarkus)."""
+    return tls_dir(root) / "server-cert.pem"
+
+
+def server_key_path(root: Path) -> Path:
+    return tls_dir(root) / "server-key.pem"
+
+
 def ensure_certificates(root: Path) -> None:
-    """Create the CA and the broker certificate unless both exist."""
-    if ca_path(root).exists() and broker_pem_path(root).exists():
+    """Create the CA and the server certificate unless they all exist."""
+    paths = (ca_path(root), broker_pem_path(root), server_cert_path(root), server_key_path(root))
+    if all(p.exists() for p in paths):
         return
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -73,4 +84,6 @@ def ensure_certificates(root: Path) -> None:
     ).decode()
     chain = cert.public_bytes(pem).decode() + ca_cert.public_bytes(pem).decode()
     write_private(broker_pem_path(root), key_pem + chain)
+    write_private(server_cert_path(root), chain)
+    write_private(server_key_path(root), key_pem)
     write_private(ca_path(root), ca_cert.public_bytes(pem).decode())

@@ -35,7 +35,7 @@ def _up(args: argparse.Namespace) -> int:
     )
     st = res.state
     _say(f"broker   {st.bootstrap} (SASL_PLAINTEXT/PLAIN), {st.tls_bootstrap} (SASL_SSL/PLAIN)")
-    _say(f"registry {st.registry_url}")
+    _say(f"registry {st.registry_url}, {st.registry_tls_url}")
     _say(f"customers: {', '.join(st.customers)}")
     _say('next: eval "$(tu-analytics sandbox env)"   # then tu_analytics.connect() in Python')
     return 0
@@ -76,7 +76,7 @@ def _print_status(st: dict[str, Any]) -> None:
         print("restarts: " + ", ".join(f"{k} {v}" for k, v in sup["restarts"].items()))
     if st["broker"]:
         print(f"broker:   {st['broker']}  (TLS {st['broker_tls']}, CA {st['ca']})")
-        print(f"registry: {st['registry']}")
+        print(f"registry: {st['registry']}  and {st['registry_tls']}")
     for c in st["customers"]:
         print(
             f"customer {c['name']}: {c['machines']} machines, topics "
@@ -112,7 +112,8 @@ def _add_up(sbs: Any) -> None:
         help="start (or reuse) the sandbox; returns when data can be read",
         description="Start the sandbox in TU_SANDBOX_DIR (Kafka, Schema Registry, forwarder, "
         "streamer, under one supervisor), or return at once if it is already up. Ports "
-        "default to the TU_SANDBOX_*_PORT variables, then to 19092/19094/19093/18081/18082.",
+        "default to the TU_SANDBOX_*_PORT variables, then to 19092 (Kafka), 19094 (Kafka TLS), "
+        "19093 (controller), 18081/18083 (registry http/https), 18082 (registry management).",
     )
     upp.add_argument(
         "--kafka-port", type=int, metavar="PORT", help="SASL_PLAINTEXT client port (first up)"
@@ -164,6 +165,6 @@ def add_parser(subparsers: Any) -> None:
     envp.add_argument(
         "--tls",
         action="store_true",
-        help="the SASL_SSL listener: its port, SASL_SSL and TU_SSL_CA_LOCATION",
+        help="the SASL_SSL listener and the registry's https URL, with TU_SSL_CA_LOCATION",
     )
     envp.set_defaults(func=_env)

@@ -43,6 +43,8 @@ TRANSACTIONAL_ID = "sandbox.forwarder"
 BATCH = 5000
 COMMIT_TIMEOUT_S = 60.0
 MAX_BACKOFF_S = 30.0
+# Records waiting but none read for this long: start the session again (new clients).
+STALL_S = 30.0
 
 
 def health_path(root: Path) -> Path:
@@ -140,6 +142,7 @@ def _forward_batch(
         if err is not None:
             if err.fatal():
                 raise KafkaException(err)
+            log.warning("consume error: %s", err)
             continue
         topic = router.topic(m)
         if topic is not None:
@@ -153,6 +156,28 @@ def _forward_batch(
     return n
 
 
+class Watchdog:
+    """Notices a consumer that has records waiting but reads none (it then raises), so a
+    session whose clients got stuck is replaced instead of idling forever."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.tps = [TopicPartition(t, 0) for t in PLATFORM_TOPICS.values()]
+        self.since = time.monotonic()
+        self.last: list[int] = []
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self.since < STALL_S:
+            return
+        positions = [max(tp.offset, 0) for tp in self.consumer.position(self.tps)]
+        ends = [self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self.tps]
+        waiting = any(pos < end for pos, end in zip(positions, ends, strict=True))
+        if waiting and positions == self.last:
+            raise KafkaException(f"no progress for {STALL_S:.0f} s at {positions} of {ends}")
+        self.last, self.since = positions, now
+
+
 def _session(state: State, router: Router, stop: StopFlag, health: Health) -> None:
     """Forward until stopped; any error ends the session (and its clients) by raising."""
     consumer, producer = _clients(state)
@@ -160,12 +185,14 @@ def _session(state: State, router: Router, stop: StopFlag, health: Health) -> No
         producer.init_transactions(COMMIT_TIMEOUT_S)  # fences and aborts an earlier instance
         consumer.assign([TopicPartition(t, 0) for t in PLATFORM_TOPICS.values()])
         health.report("ok", None, force=True)
+        watchdog = Watchdog(consumer)
         while not stop.set:
             msgs = consumer.consume(num_messages=BATCH, timeout=0.5)
             if msgs:
                 health.forwarded += _forward_batch(consumer, producer, router, msgs)
                 health.last_commit_ms = int(time.time() * 1000)
             health.report("ok")
+            watchdog.check()
     except BaseException:
         with contextlib.suppress(KafkaException):
             producer.abort_transaction(5)

@@ -118,7 +118,11 @@ def up(
                 )
             finally:
                 os.close(fd)
-            state = _follow(root, state, say, deadline)
+            try:
+                state = _follow(root, state, say, deadline)
+            except BaseException:
+                down(root=root)  # what this `up` started, it stops: no orphans
+                raise
             took = time.monotonic() - t0
             say(f"sandbox up in {took:.1f} s")
             return UpResult(state, False, took, downloaded)
@@ -302,6 +306,7 @@ def status(*, root: Path | None = None) -> dict[str, Any]:
         broker_tls=state.tls_bootstrap,
         ca=str(ca_path(root)),
         registry=state.registry_url,
+        registry_tls=state.registry_tls_url,
         schema_ids=state.schema_ids,
         streamer=streamer_progress(root),
         supervisor={k: sup.get(k) for k in ("phase", "pid", "restarts")},
@@ -367,6 +372,7 @@ def env_vars(
             "TU_SECURITY_PROTOCOL": "SASL_SSL",
             "TU_SSL_CA_LOCATION": str(ca_path(root)),
         }
+    registry = state.registry_tls_url if tls else state.registry_url
     return {
         **transport,
         "TU_SASL_USERNAME": user,
@@ -374,7 +380,7 @@ def env_vars(
         "TU_TOPIC": customer_topics(name)[fmt],
         "TU_TOPIC_INSIGHTS": customer_topics(name)["insights"],
         "TU_TOPIC_RAW": customer_topics(name)["raw"],
-        "TU_SCHEMA_REGISTRY_URL": state.registry_url,
+        "TU_SCHEMA_REGISTRY_URL": registry,
         "TU_SCHEMA_REGISTRY_USERNAME": sr_user,
         "TU_SCHEMA_REGISTRY_PASSWORD": sr_pw,
     }

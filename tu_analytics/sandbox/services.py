@@ -35,7 +35,7 @@ from ..errors import SandboxError
 from . import _procs
 from ._jars import apicurio_home, find_java, find_registry_java, kafka_libs
 from ._state import HOST, OPERATOR, State, make_private_dir, write_private
-from ._tls import broker_pem_path, ensure_certificates
+from ._tls import broker_pem_path, ensure_certificates, server_cert_path, server_key_path
 
 LOG4J2 = """\
 status = warn
@@ -104,6 +104,8 @@ def _server_properties(state: State, root: Path, data: Path) -> str:
             "num.partitions=3",
             "offsets.topic.replication.factor=1",
             "offsets.topic.num.partitions=3",
+            "# The default 50 partitions cost seconds to create on a laptop (first up).",
+            "transaction.state.log.num.partitions=3",
             "transaction.state.log.replication.factor=1",
             "transaction.state.log.min.isr=1",
             "share.coordinator.state.topic.replication.factor=1",
@@ -182,14 +184,20 @@ def start_broker(root: Path, cache: Path, state: State) -> int:
     return pid
 
 
-def start_registry(root: Path, cache: Path, state: State) -> int:
+def spawn_registry(root: Path, cache: Path, state: State) -> int:
+    """Start the registry without waiting (it needs nothing from the broker)."""
     java = find_registry_java(21)
     rdir = root / "registry"
     make_private_dir(rdir)
+    ensure_certificates(root)
     p = state.ports
     props = [
         f"quarkus.http.host={HOST}",
         f"quarkus.http.port={p['registry']}",
+        # https beside http, with the broker's certificate (the sandbox's own CA).
+        f"quarkus.http.ssl-port={p['registry_tls']}",
+        f"quarkus.http.ssl.certificate.files={server_cert_path(root)}",
+        f"quarkus.http.ssl.certificate.key-files={server_key_path(root)}",
         f"quarkus.management.host={HOST}",
         f"quarkus.management.port={p['registry_management']}",
         "quarkus.oidc.tenant-enabled=false",
@@ -223,16 +231,21 @@ def start_registry(root: Path, cache: Path, state: State) -> int:
         "-jar",
         str(apicurio_home(cache) / "quarkus-run.jar"),
     ]
-    log = rdir / "registry.stdout"
-    pid = _procs.spawn(argv, log, cwd=rdir)
+    return _procs.spawn(argv, rdir / "registry.stdout", cwd=rdir)
+
+
+def wait_registry(root: Path, state: State, pid: int) -> None:
+    """Until the registry process ``pid`` itself serves both ports and reports ready."""
+    p = state.ports
     url = f"http://{HOST}:{p['registry_management']}/health/ready"
 
     def ready() -> bool:
-        held = all(_procs.listens(pid, p[k]) for k in ("registry", "registry_management"))
+        ports = ("registry", "registry_management", "registry_tls")
+        held = all(_procs.listens(pid, p[k]) for k in ports)
         return held and _http_ok(url)
 
+    log = root / "registry" / "registry.stdout"
     _procs.wait_for("the Schema Registry", ready, 180, pid, root, log)
-    return pid
 
 
 def _http_ok(url: str) -> bool:

@@ -96,10 +96,13 @@ class Supervisor:
 
     def _start(self, state: State) -> None:
         from . import provision
-        from .services import start_broker, start_registry
+        from .services import spawn_registry, start_broker, wait_registry
 
         state.pids = {"supervisor": os.getpid()}
         t = time.monotonic()
+        # The registry keeps its schemas in H2, not Kafka: both JVMs start side by side.
+        self.say(f"starting Schema Registry on {state.registry_url}")
+        state.pids["registry"] = spawn_registry(self.root, self.cache, state)
         self.say(f"starting Kafka broker on {state.bootstrap} (TLS on {state.tls_bootstrap})")
         state.pids["broker"] = start_broker(self.root, self.cache, state)
         save_state(self.root, state)
@@ -107,10 +110,7 @@ class Supervisor:
         self.say(f"  broker ready ({time.monotonic() - t:.1f} s); creating topics and ACLs")
         provision.create_topics(state)
         provision.create_acls(state)
-        t = time.monotonic()
-        self.say(f"starting Schema Registry on {state.registry_url}")
-        state.pids["registry"] = start_registry(self.root, self.cache, state)
-        save_state(self.root, state)
+        wait_registry(self.root, state, state.pids["registry"])
         state.schema_ids = provision.register_schemas(state)
         self.say(f"  registry ready ({time.monotonic() - t:.1f} s); schema ids {state.schema_ids}")
         from .streamer import mark_starting
