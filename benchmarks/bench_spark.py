@@ -41,16 +41,14 @@ def register_subject(env: dict[str, str], source_topic: str, topic: str) -> int:
     """Register every value-schema version of ``source_topic`` under ``topic``'s subject."""
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-    client = SchemaRegistryClient({
-        "url": env["TU_SCHEMA_REGISTRY_URL"],
-        "basic.auth.user.info": f"{env['TU_SCHEMA_REGISTRY_USERNAME']}:"
-                                f"{env['TU_SCHEMA_REGISTRY_PASSWORD']}",
-    })
+    auth = f"{env['TU_SCHEMA_REGISTRY_USERNAME']}:{env['TU_SCHEMA_REGISTRY_PASSWORD']}"
     src = f"{source_topic}-value"
-    versions = client.get_versions(src)
-    for v in versions:
-        text = client.get_version(src, v).schema.schema_str
-        client.register_schema(f"{topic}-value", Schema(text, "AVRO"))
+    with SchemaRegistryClient({"url": env["TU_SCHEMA_REGISTRY_URL"],
+                               "basic.auth.user.info": auth}) as client:
+        versions = client.get_versions(src)
+        for v in versions:
+            text = client.get_version(src, v).schema.schema_str
+            client.register_schema(f"{topic}-value", Schema(text, "AVRO"))
     return len(versions)
 
 
@@ -63,6 +61,29 @@ def _stage_times(ui: str, app: str) -> dict[str, float]:
     return {"tasks": scan["numCompleteTasks"], "task_seconds": scan["executorRunTime"] / 1000,
             "task_cpu_seconds": scan["executorCpuTime"] / 1e9,
             "failed_tasks": sum(s["numFailedTasks"] for s in stages)}
+
+
+def _tree_cpu_s(root: int) -> float:
+    """CPU seconds of process ``root`` and its descendants (the JVM, the Python daemon and its
+    workers), reaped children included."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = sum(int(x) for x in fields[11:15]) / tick
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo += [c for c, p in parents.items() if p == pid and c not in tree]
+    return sum(cpu.get(p, 0.0) for p in tree)
 
 
 def spark_round(env: dict[str, str], start: str, end: str, cores: int,
@@ -86,18 +107,22 @@ def spark_round(env: dict[str, str], start: str, end: str, cores: int,
     spark.sparkContext.setLogLevel("ERROR")
     # One tiny job first, so the read is not charged with Python-worker start-up.
     spark.range(cores).repartition(cores).count()
+    jvm = spark.sparkContext._gateway.proc.pid  # type: ignore[union-attr]
     started = time.perf_counter()
     conn = tu.connect(tu.Settings.resolve(env=env))
     df = tus.window(spark, conn, start, end, max_records_per_task=per_task)
     planned = time.perf_counter()
+    cpu0 = _tree_cpu_s(jvm)
     records = df.count()
     done = time.perf_counter()
+    cpu = _tree_cpu_s(jvm) - cpu0
     times = _stage_times(spark.sparkContext.uiWebUrl or "", spark.sparkContext.applicationId)
     spark.stop()
     return {"records": records, "startup_seconds": started - t0,
             "plan_seconds": planned - started, "seconds": done - planned,
             "records_per_s": records / (done - planned),
-            "records_per_task_s": records / times["task_seconds"], **times}
+            "records_per_task_s": records / times["task_seconds"], "cpu_seconds": cpu,
+            "records_per_cpu_s": records / cpu, **times}
 
 
 def _run(args: list[str], env_extra: dict[str, str]) -> dict[str, Any]:
@@ -121,6 +146,9 @@ def _table(rounds: list[dict[str, dict[str, float]]]) -> None:
           f"{med(s2, 'records_per_s'):,.0f} |")
     print(f"| records/s per task (executor run time) | — | "
           f"{med(s1, 'records_per_task_s'):,.0f} | {med(s2, 'records_per_task_s'):,.0f} |")
+    pcpu = statistics.median(r[p]["records"] / r[p]["cpu_s"] for r in rounds)
+    print(f"| records per CPU-second (Spark: JVM + Python workers) | {pcpu:,.0f} | "
+          f"{med(s1, 'records_per_cpu_s'):,.0f} | {med(s2, 'records_per_cpu_s'):,.0f} |")
     print(f"| tasks | — | {med(s1, 'tasks'):.0f} | {med(s2, 'tasks'):.0f} |")
     print(f"| session start + warm-up / plan seconds | — | {med(s1, 'startup_seconds'):.1f} / "
           f"{med(s1, 'plan_seconds'):.1f} | {med(s2, 'startup_seconds'):.1f} / "

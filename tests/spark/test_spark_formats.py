@@ -74,12 +74,12 @@ def _some_records(settings, n: int) -> list[tuple[bytes | None, bytes | None]]:
 
 def _register_like(env: dict[str, str], source_topic: str, topic: str) -> None:
     auth = f"{env['TU_SCHEMA_REGISTRY_USERNAME']}:{env['TU_SCHEMA_REGISTRY_PASSWORD']}"
-    client = SchemaRegistryClient({"url": env["TU_SCHEMA_REGISTRY_URL"],
-                                   "basic.auth.user.info": auth})
     src = f"{source_topic}-value"
-    for v in client.get_versions(src):
-        text = client.get_version(src, v).schema.schema_str
-        client.register_schema(f"{topic}-value", Schema(text, "AVRO"))
+    with SchemaRegistryClient({"url": env["TU_SCHEMA_REGISTRY_URL"],
+                               "basic.auth.user.info": auth}) as client:
+        for v in client.get_versions(src):
+            text = client.get_version(src, v).schema.schema_str
+            client.register_schema(f"{topic}-value", Schema(text, "AVRO"))
 
 
 def test_range_past_retention_fails_the_job_clearly(spark, sandbox) -> None:
