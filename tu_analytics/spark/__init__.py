@@ -19,8 +19,11 @@ offsets, and each task reads and decodes its range with the project's own decode
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._connection import Connection
@@ -28,7 +31,39 @@ from .._connection import Connection
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["register", "window"]
+__all__ = ["local_session", "register", "window"]
+
+
+def local_session(cores: int = 2, *, app_name: str = "tu-analytics",
+                  **conf: str) -> SparkSession:
+    """A SparkSession in ``local[cores]`` on this machine (notebooks, tests, benchmarks).
+
+    Bound to 127.0.0.1, session time zone UTC, Python workers on this interpreter (where
+    tu-analytics is installed; ``PYSPARK_PYTHON`` is set to it unless already set), Spark's own
+    log at ERROR and no console progress bar, so its warnings do not fill a notebook. ``conf``
+    adds or overrides Spark settings: ``**{"spark.driver.memory": "4g"}``."""
+    from pyspark.sql import SparkSession
+
+    # The JVM starts the data source's planning workers with PYSPARK_PYTHON (not the
+    # spark.pyspark.python setting): without it they run a `python3` lacking tu-analytics.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    log4j = Path(__file__).with_name("log4j2.properties")
+    settings = {
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.host": "127.0.0.1",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={log4j.as_uri()}",
+        **conf,
+    }
+    builder = SparkSession.builder.master(f"local[{cores}]").appName(app_name)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 def register(spark: SparkSession) -> None:
