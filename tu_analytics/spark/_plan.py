@@ -12,21 +12,21 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 
-from .. import _decode, _kafka
+from .. import _decode, _pipeline
 from .._settings import ENV_VARS, Settings
-from .._timespec import parse_duration, resolve_range
+from .._timespec import resolve_range
 from ..errors import ConfigurationError
 from ..formats import Frames, detect_format
 from ..formats import machine_insights as mi
 from ..formats import raw as raw_format
 
 #: Options that are settings, by the name ``connect()`` takes.
-SETTING_OPTIONS = (*ENV_VARS, "ssl_ca_location")
+SETTING_OPTIONS = tuple(ENV_VARS)
 #: Frames a task can return: ``main``, the long frames, and ``errors``.
 FORMAT_TOPIC_ENV = {"insights": "TU_TOPIC_INSIGHTS", "raw": "TU_TOPIC_RAW"}
 DEFAULT_MAX_RECORDS_PER_TASK = 200_000
@@ -54,6 +54,7 @@ class Job:
     machines: tuple[str, ...] | None
     frame: str
     ranges: tuple[TaskRange, ...]
+    lateness_ms: int = 0
 
     def to_json(self) -> str:
         """The plan without the settings (for the ``plan`` option of ``window()``)."""
@@ -103,7 +104,7 @@ def as_options(settings: Settings) -> dict[str, str]:
     return {k: str(v) for k, v in out.items()}
 
 
-def split(ranges: Iterable[_kafka.PartitionRange], per_task: int) -> tuple[TaskRange, ...]:
+def split(ranges: Iterable[_pipeline.PartitionRange], per_task: int) -> tuple[TaskRange, ...]:
     """Each partition's range cut into pieces of at most ``per_task`` offsets."""
     if per_task < 1:
         raise ConfigurationError(f"max_records_per_task must be ≥ 1, not {per_task}")
@@ -125,16 +126,17 @@ def plan_job(settings: Settings, *, start_ms: int, end_ms: int, machines: Iterab
     """Fix every partition's offsets now: from the first record at ``start`` to the first at
     ``end + lateness``, so records written up to ``lateness`` out of order are in range (tasks
     keep exactly those with a timestamp in ``[start, end)``)."""
-    late_ms = (int(parse_duration(lateness).total_seconds() * 1000) if lateness
-               else DEFAULT_LATENESS_MS)
-    consumer, errors = _kafka.make_consumer(settings)
-    try:
-        ranges = _kafka.plan(consumer, errors, settings, start_ms, end_ms + late_ms, timeout)
-    finally:
-        consumer.close()
+    from .._connection import plan_window
+
+    plan = plan_window(settings, _utc(start_ms), _utc(end_ms), lateness=lateness,
+                       timeout=timeout)
     return Job(settings=as_options(settings), start_ms=start_ms, end_ms=end_ms,
                machines=tuple(sorted(machines)) if machines is not None else None,
-               frame=frame, ranges=split(ranges, per_task))
+               frame=frame, ranges=split(plan.ranges, per_task), lateness_ms=plan.lateness_ms)
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def frame_schema(settings: Settings, frame: str) -> pl.Schema:

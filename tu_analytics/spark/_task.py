@@ -11,12 +11,11 @@ says so: the task's consumer never resets to another offset (``auto.offset.reset
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import polars as pl
 
-from .. import _kafka
-from .._connection import Connection, _Decoding
+from .. import _kafka, _pipeline
+from .._connection import Connection, build_window, read_window
 from .._settings import Settings
 from ..errors import WindowError
 from ._plan import Job, TaskRange, settings_from
@@ -27,24 +26,12 @@ def read_range(job: Job, rng: TaskRange, *, stall_timeout: float = 30.0) -> pl.D
     timestamp lies in the job's ``[start, end)``."""
     settings = settings_from(job.settings)
     conn = Connection(settings)
-    consumer, errors = _kafka.make_consumer(settings, **{"auto.offset.reset": "error"})
-    decoding = _Decoding(conn._registry, job.start_ms, job.end_ms, workers=1)
-    ranges = [_kafka.PartitionRange(rng.partition, rng.start, rng.end, rng.low)]
-    try:
-        check_retained(consumer, settings, rng)
-        _kafka.fetch(_NoReset(consumer, settings, rng), errors, settings, ranges,
-                     start_ms=job.start_ms, end_ms=job.end_ms, max_bytes=None,
-                     stall_timeout=stall_timeout, on_chunk=decoding.submit)
-    except BaseException:
-        decoding.cancel()
-        raise
-    finally:
-        consumer.close()
-    decoded, schemas = decoding.result()
-    begin = datetime.fromtimestamp(job.start_ms / 1000, UTC)
-    stop = datetime.fromtimestamp(job.end_ms / 1000, UTC)
-    wanted = set(job.machines) if job.machines is not None else None
-    window = conn._build(decoded, schemas, begin, stop, ranges, wanted)
+    ranges = (_pipeline.PartitionRange(rng.partition, rng.start, rng.end, rng.low),)
+    decoded = read_window(settings, ranges, job.start_ms, job.end_ms, registry=conn._registry,
+                          consumer=lambda s: _NoReset(s, rng), stall_timeout=stall_timeout)
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    plan = _pipeline.Plan(settings.topic, job.start_ms, job.end_ms, job.lateness_ms, ranges, now)
+    window = build_window(conn, plan, decoded, machines=job.machines)
     return window.errors if job.frame == "errors" else getattr(window, job.frame)
 
 
@@ -54,37 +41,27 @@ def retention_error(settings: Settings, rng: TaskRange, low: int | None) -> Wind
         f"offsets {gone} of partition {rng.partition} of topic {settings.topic!r} were deleted "
         f"by the topic's retention after the window was planned (oldest retained offset now "
         f"{low if low is not None else 'unknown'}); no partial window is returned — plan the "
-        "window again (a new spark.window() call) to read what is still retained")
+        "window again (a new spark.window() call) to read what is still retained",
+        topic=settings.topic, partition=rng.partition,
+        offsets=(rng.start, low if low is not None else rng.start))
 
 
-def check_retained(consumer: Any, settings: Settings, rng: TaskRange,
-                   timeout: float = 10.0) -> None:
-    """Fail clearly when retention already deleted the start of the range."""
-    from confluent_kafka import TopicPartition
+class _NoReset(_kafka.KafkaConsumer):
+    """The task's consumer: it never resets to another offset (``auto.offset.reset=error``),
+    fails at once when retention already deleted the start of its range, and turns the error
+    librdkafka gives instead of resetting mid-read (``_AUTO_OFFSET_RESET``) into the same
+    clear error, where the read loop would otherwise wait out its stall timeout."""
 
-    low, _ = consumer.get_watermark_offsets(TopicPartition(settings.topic, rng.partition),
-                                            timeout=timeout, cached=False)
-    if low > rng.start:
-        raise retention_error(settings, rng, low)
+    def __init__(self, settings: Settings, rng: TaskRange, timeout: float = 10.0) -> None:
+        super().__init__(settings, **{"auto.offset.reset": "error"})
+        self._rng = rng
+        low, _ = self.watermarks(rng.partition, timeout)
+        if low > rng.start:
+            self.close()
+            raise retention_error(settings, rng, low)
 
-
-class _NoReset:
-    """The consumer, except that the error librdkafka gives instead of resetting an offset
-    retention deleted mid-read (``_AUTO_OFFSET_RESET``) raises at once: ``fetch`` would
-    otherwise skip the error and wait out its stall timeout."""
-
-    def __init__(self, consumer: Any, settings: Settings, rng: TaskRange) -> None:
-        self._consumer, self._settings, self._rng = consumer, settings, rng
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._consumer, name)
-
-    def consume(self, *args: Any, **kwargs: Any) -> list[Any]:
-        from confluent_kafka import KafkaError
-
-        msgs: list[Any] = self._consumer.consume(*args, **kwargs)
-        for m in msgs:
-            err = m.error()
-            if err is not None and err.code() == KafkaError._AUTO_OFFSET_RESET:
-                raise retention_error(self._settings, self._rng, None)
-        return msgs
+    def consume(self, max_records: int, timeout: float) -> _pipeline.Batch:
+        batch = super().consume(max_records, timeout)
+        if any(e.code == "_AUTO_OFFSET_RESET" for e in batch.errors):
+            raise retention_error(self.settings, self._rng, None)
+        return batch
