@@ -302,3 +302,40 @@ def test_full_disk_stops_with_a_clear_error_and_a_consistent_archive(sandbox, se
         assert all(o < wm[p] for p, o in _pairs(long))
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_backfill_writes_older_days_once_and_history_spans_them(sandbox, tmp_path: Path) -> None:
+    from tu_analytics.archive import backfill
+    from tu_analytics.sandbox.streamer import schema_id_map, simulator_for
+
+    state = sandbox.state
+    conn = sandbox.connect()
+    customer = sandbox.customers[0]
+    epoch = datetime.fromtimestamp(state.epoch_ms / 1000, UTC)
+    start = epoch - timedelta(days=1)
+    uri = str(tmp_path / "backfilled")
+    sim = simulator_for(state)
+    n = backfill(conn, sim, uri, start=start, end=epoch, customer=customer,
+                 schema_ids=schema_id_map(state))
+    assert n > 0
+    assert backfill(conn, sim, uri, start=start, end=epoch, customer=customer,
+                    schema_ids=schema_id_map(state)) == 0  # done days are skipped
+    conn.archive(uri, once=True)
+    main = tu.scan_archive(uri).collect()
+    old = main.filter(pl.col("source") == "backfill")
+    assert old.height == n
+    assert old["partition"].null_count() == n
+    assert old["offset"].null_count() == n
+    assert old["kafka_timestamp"].max() < epoch <= old["kafka_timestamp"].min() + timedelta(days=1)
+    expected = sum(1 for r in sim.records(start, epoch, formats=["insights"])
+                   if r.customer == customer)
+    assert n == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hist = conn.history(start, epoch + timedelta(hours=6), archive=uri)
+        win = conn.window(start, epoch + timedelta(hours=6), progress=False)
+    assert hist.main.height == n + win.main.height
+    assert_frame_equal(hist.main.filter(pl.col("partition").is_not_null()), win.main)
+    assert hist.fault_codes.filter(pl.col("partition").is_null()).height == (
+        tu.scan_archive(uri, table="fault_codes").filter(pl.col("partition").is_null())
+        .collect().height)

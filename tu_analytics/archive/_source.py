@@ -1,6 +1,6 @@
 """The archive's only door into the window pipeline (planning, fetching, decoding).
 
-Everything the archive needs from Kafka and the decoder goes through these four functions,
+Everything the archive needs from Kafka, the registry and the decoder goes through here,
 so when the pipeline becomes ``plan(settings, start, end, lateness) -> ranges`` and
 ``read(range) -> batches + errors`` only this module changes. A range is read when the
 consumer's position reached its end (``_kafka.fetch``): transaction markers are never
@@ -99,6 +99,14 @@ def decode(conn: Connection, records: pl.DataFrame) -> Window:
     lo = int(stamps.min().timestamp() * 1000) if records.height else 0  # type: ignore[union-attr]
     hi = int(stamps.max().timestamp() * 1000) + 1 if records.height else 1  # type: ignore[union-attr]
     return conn._build(decoded, schemas, _dt(lo), _dt(hi), [], None)
+
+
+def subject_ids(conn: Connection, fmt: str) -> dict[tuple[str, int], int]:
+    """(format, version) -> schema id of every version of the topic's value subject."""
+    subject = f"{conn.settings.topic}-value"
+    with conn._registry._client() as client:
+        return {(fmt, int(v)): int(client.get_version(subject, v).schema_id)
+                for v in client.get_versions(subject)}
 
 
 def frames_for(conn: Connection, schema_ids: list[int]) -> Frames:

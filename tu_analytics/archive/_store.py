@@ -153,7 +153,7 @@ class Store:
         self._commit(main, L.MAIN, None, {})  # the fence
         for name, bad in stale.items():
             pred = " OR ".join(f"({L.orphans(k, wm[k], name)})" for k in bad)
-            txns = {k: -1 if wm[k] is None else wm[k] for k in bad}
+            txns: dict[Key, int] = {k: _or_none(wm[k]) for k in bad}
             dt = self.load(name)
             self._guard(lambda dt=dt, pred=pred: dt.delete(pred),  # type: ignore[misc]
                         f"clean {name}")
@@ -353,6 +353,11 @@ def _io_error(exc: BaseException, uri: str, what: str) -> ArchiveError:
         hint = " (the disk is full)"
     return ArchiveError(f"could not {what} in the archive at {uri}{hint}: {text}; nothing "
                         "half-written is visible to tu-analytics' readers", uri=uri)
+
+
+def _or_none(v: int | None) -> int:
+    """-1 stands for "no watermark" (app transaction versions cannot be removed)."""
+    return -1 if v is None else v
 
 
 def _moves(moved: Mapping[Key, tuple[int | None, int | None]]) -> str:
