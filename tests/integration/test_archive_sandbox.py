@@ -339,3 +339,36 @@ def test_backfill_writes_older_days_once_and_history_spans_them(sandbox, tmp_pat
     assert hist.fault_codes.filter(pl.col("partition").is_null()).height == (
         tu.scan_archive(uri, table="fault_codes").filter(pl.col("partition").is_null())
         .collect().height)
+
+
+def test_follow_mode_commits_and_stops_on_sigterm_after_a_commit(sandbox, tmp_path: Path) -> None:
+    import signal
+
+    env = sandbox.env()
+    uri = str(tmp_path / "follow")
+    p = _run_cli(["run", uri, "--every", "1", "--max-records", "3000"], env)
+    deadline = time.monotonic() + 120
+    while not (Path(uri) / "main" / "_delta_log").is_dir() or not tu.scan_archive(
+            uri).select(pl.len()).collect().item():
+        assert p.poll() is None, p.stderr.read()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=120) == 0
+    err = p.stderr.read()  # type: ignore[union-attr]
+    assert "stopping after the current commit" in err
+    assert "archived" in err
+    out = subprocess.run([*CLI, "status", uri, "--json"], env={**os.environ, **env},
+                         capture_output=True, text=True, check=True)
+    st = json.loads(out.stdout)
+    assert set(st) >= {"partitions", "gaps", "rows", "first", "last", "schema_ids", "topic",
+                       "archive_id"}
+    assert {tuple(sorted(x)) for x in st["partitions"]} == {
+        ("high", "lag", "low", "partition", "watermark")}
+    assert st["rows"] == tu.scan_archive(uri).select(pl.len()).collect().item()
+    assert st["first"].endswith("Z")
+    aid = st["archive_id"]
+    dt = DeltaTable(f"{uri}/main")
+    for part in st["partitions"]:
+        app = f"tu-archive/{aid}/{env['TU_TOPIC']}/{part['partition']}"
+        assert dt.transaction_version(app) == part["watermark"]
