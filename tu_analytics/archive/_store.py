@@ -37,6 +37,7 @@ class Store:
                  storage_options: dict[str, str] | None = None) -> None:
         self.uri, self.identity = uri, identity
         self.storage_options = storage_options
+        self._loaded: dict[str, Any] = {}
 
     @property
     def tables(self) -> list[str]:
@@ -99,7 +100,18 @@ class Store:
     # -- reading state ---------------------------------------------------------------------------
 
     def load(self, name: str) -> Any:
+        """``name``'s latest snapshot. The object is kept and brought up to date with only
+        the new log entries (a full load per batch grows with the log)."""
+        dt = self._loaded.get(name)
+        if dt is not None:
+            try:
+                dt.update_incremental()
+            except (_deltalake().exceptions.DeltaError, OSError) as exc:
+                raise _io_error(exc, self.uri, f"read {name}") from exc
+            return dt
         dt = _load(L.table_uri(self.uri, name), self.storage_options)
+        if dt is not None:
+            self._loaded[name] = dt
         if dt is None:
             raise ArchiveError(f"the archive at {self.uri} has no table {name!r}: it is "
                                "incomplete or not a tu-analytics archive", uri=self.uri)
@@ -171,7 +183,9 @@ class Store:
         when a column's type changed incompatibly."""
         main = self.load(L.MAIN)
         self._expect(main, L.MAIN, planned)
-        ready = {name: conform(df, self.load(name), name) for name, df in frames.items()}
+        # ``main`` is not loaded again: its snapshot must stay the one checked above.
+        ready = {name: conform(df, main if name == L.MAIN else self.load(name), name)
+                 for name, df in frames.items()}
         for name in self.tables:
             dt = self.load(name)
             self._expect(dt, name, planned)
