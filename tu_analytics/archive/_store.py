@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from ..errors import ArchiveConflictError, ArchiveError, ArchiveSchemaError
+from . import _files
 from . import _layout as L
 from ._layout import Identity, Key
 
@@ -211,9 +212,20 @@ class Store:
         if name == L.MAIN:
             n = dt.transaction_version(self.app(L.COMMITS)) or 0
             all_txns[L.COMMITS] = n + 1
+        part = None if name == L.GAPS else L.DATE_COL
+        root = _files.local_root(str(dt.table_uri))
+        table = _polars_schema(dt)
+        if root is not None and _files.fits(data, table):
+            actions = self._guard(lambda: _files.add_actions(root, data, table, part),
+                                  f"write {name}")
+            self._guard(lambda: dt.create_write_transaction(
+                actions, mode="append", schema=dt.schema(),
+                partition_by=[part] if part else None,
+                commit_properties=self._props(all_txns)), f"commit {name}")
+            return
         self._guard(lambda: dl.write_deltalake(
             dt, _arrow(data), mode="append", schema_mode="merge",
-            partition_by=None if name == L.GAPS else [L.DATE_COL],
+            partition_by=[part] if part else None,
             storage_options=self.storage_options, commit_properties=self._props(all_txns),
         ), f"commit {name}")
 
