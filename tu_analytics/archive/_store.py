@@ -242,7 +242,7 @@ class Store:
             raise ArchiveConflictError(
                 f"another archiver committed to {self.uri} first ({what}: {exc}); this "
                 "archiver stops, nothing it read was committed", uri=self.uri) from exc
-        except (dl.exceptions.DeltaError, OSError) as exc:
+        except (dl.exceptions.DeltaError, OSError, pl.exceptions.PolarsError) as exc:
             raise _io_error(exc, self.uri, what) from exc
 
 
