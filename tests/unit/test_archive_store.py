@@ -222,3 +222,11 @@ def test_cli_registers_archive_commands() -> None:
     assert (args.uri, args.once, args.every, args.max_records) == ("data/a", True, 5.0, 100)
     assert p.parse_args(["archive", "status", "data/a", "--json"]).json is True
     assert p.parse_args(["archive", "compact", "data/a"]).retention_hours == 168.0
+
+
+def test_an_archive_whose_watermarks_could_expire_is_refused(tmp_path: Path) -> None:
+    _store(tmp_path)
+    DeltaTable(str(tmp_path / "arch" / "main")).alter.set_table_properties(
+        {"delta.setTransactionRetentionDuration": "interval 1 days"})
+    with pytest.raises(ArchiveError, match="setTransactionRetentionDuration"):
+        Store.open(str(tmp_path / "arch"), "t1")

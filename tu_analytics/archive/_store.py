@@ -326,6 +326,11 @@ def _load(uri: str, storage_options: dict[str, str] | None) -> Any:
 
 
 def _identity(dt: Any, uri: str) -> Identity:
+    if "delta.setTransactionRetentionDuration" in (dt.metadata().configuration or {}):
+        # Expiring app transactions would forget watermarks: the next run would re-append.
+        raise ArchiveError(f"{dt.table_uri} sets delta.setTransactionRetentionDuration, which "
+                           "expires the archive's watermarks; unset it before archiving",
+                           uri=uri)
     ident = Identity.parse(dt.metadata().description)
     if ident is None:
         raise ArchiveError(f"{dt.table_uri} is a Delta table, but not one of a tu-analytics "
