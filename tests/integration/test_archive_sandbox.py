@@ -302,3 +302,73 @@ def test_full_disk_stops_with_a_clear_error_and_a_consistent_archive(sandbox, se
         assert all(o < wm[p] for p, o in _pairs(long))
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_backfill_writes_older_days_once_and_history_spans_them(sandbox, tmp_path: Path) -> None:
+    from tu_analytics.archive import backfill
+    from tu_analytics.sandbox.streamer import schema_id_map, simulator_for
+
+    state = sandbox.state
+    conn = sandbox.connect()
+    customer = sandbox.customers[0]
+    epoch = datetime.fromtimestamp(state.epoch_ms / 1000, UTC)
+    start = epoch - timedelta(days=1)
+    uri = str(tmp_path / "backfilled")
+    sim = simulator_for(state)
+    n = backfill(conn, sim, uri, start=start, end=epoch, customer=customer,
+                 schema_ids=schema_id_map(state))
+    assert n > 0
+    assert backfill(conn, sim, uri, start=start, end=epoch, customer=customer,
+                    schema_ids=schema_id_map(state)) == 0  # done days are skipped
+    conn.archive(uri, once=True)
+    main = tu.scan_archive(uri).collect()
+    old = main.filter(pl.col("source") == "backfill")
+    assert old.height == n
+    assert old["partition"].null_count() == n
+    assert old["offset"].null_count() == n
+    assert old["kafka_timestamp"].max() < epoch <= old["kafka_timestamp"].min() + timedelta(days=1)
+    expected = sum(1 for r in sim.records(start, epoch, formats=["insights"])
+                   if r.customer == customer)
+    assert n == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hist = conn.history(start, epoch + timedelta(hours=6), archive=uri)
+        win = conn.window(start, epoch + timedelta(hours=6), progress=False)
+    assert hist.main.height == n + win.main.height
+    assert_frame_equal(hist.main.filter(pl.col("partition").is_not_null()), win.main)
+    assert hist.fault_codes.filter(pl.col("partition").is_null()).height == (
+        tu.scan_archive(uri, table="fault_codes").filter(pl.col("partition").is_null())
+        .collect().height)
+
+
+def test_follow_mode_commits_and_stops_on_sigterm_after_a_commit(sandbox, tmp_path: Path) -> None:
+    import signal
+
+    env = sandbox.env()
+    uri = str(tmp_path / "follow")
+    p = _run_cli(["run", uri, "--every", "1", "--max-records", "3000"], env)
+    deadline = time.monotonic() + 120
+    while not (Path(uri) / "main" / "_delta_log").is_dir() or not tu.scan_archive(
+            uri).select(pl.len()).collect().item():
+        assert p.poll() is None, p.stderr.read()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=120) == 0
+    err = p.stderr.read()  # type: ignore[union-attr]
+    assert "stopping after the current commit" in err
+    assert "archived" in err
+    out = subprocess.run([*CLI, "status", uri, "--json"], env={**os.environ, **env},
+                         capture_output=True, text=True, check=True)
+    st = json.loads(out.stdout)
+    assert set(st) >= {"partitions", "gaps", "rows", "first", "last", "schema_ids", "topic",
+                       "archive_id"}
+    assert {tuple(sorted(x)) for x in st["partitions"]} == {
+        ("high", "lag", "low", "partition", "watermark")}
+    assert st["rows"] == tu.scan_archive(uri).select(pl.len()).collect().item()
+    assert st["first"].endswith("Z")
+    aid = st["archive_id"]
+    dt = DeltaTable(f"{uri}/main")
+    for part in st["partitions"]:
+        app = f"tu-archive/{aid}/{env['TU_TOPIC']}/{part['partition']}"
+        assert dt.transaction_version(app) == part["watermark"]

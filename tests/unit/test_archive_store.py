@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from deltalake import DeltaTable
+from polars.testing import assert_frame_equal
 
 from tu_analytics.archive import _layout as L
 from tu_analytics.archive._plan import Gap, gaps_frame, late_gaps, plan_batch
@@ -185,3 +186,47 @@ def test_visibility_predicate_on_offsets_and_days() -> None:
     assert df.filter(L.visible(wm, "fault_codes"))["offset"].to_list() == [4, None]
     assert L.orphans(0, 5, "gaps") == '"partition" = 0 AND "start" >= 5'
     assert L.orphans(L.BACKFILL, None, "errors") == '"partition" IS NULL'
+
+
+def test_compact_keeps_rows_and_watermarks_and_applies_the_retention_policy(
+        tmp_path: Path) -> None:
+    from tu_analytics.archive import compact
+
+    store = _store(tmp_path)
+    old = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    planned: int | None = None
+    for i in range(6):
+        store.commit(_batch([(0, 2 * i, old), (0, 2 * i + 1, now)]), {0: planned}, {0: 2 * i + 2})
+        planned = 2 * i + 2
+    before = scan_archive(str(tmp_path / "arch")).sort("offset").collect()
+    lines = compact(str(tmp_path / "arch"), retention_hours=1)
+    assert lines[0].startswith("main: ")
+    after = scan_archive(str(tmp_path / "arch")).sort("offset").collect()
+    assert_frame_equal(after, before)
+    assert store.committed()[1] == {0: 12}
+    compact(str(tmp_path / "arch"), retention_hours=1, keep_days=30)
+    kept = scan_archive(str(tmp_path / "arch")).collect()
+    assert sorted(kept["offset"].to_list()) == [1, 3, 5, 7, 9, 11]
+    assert store.committed()[1] == {0: 12}
+    with pytest.raises(ArchiveError, match="at least"):
+        compact(str(tmp_path / "arch"), retention_hours=0)
+
+
+def test_cli_registers_archive_commands() -> None:
+    from tu_analytics.cli import build_parser
+
+    p = build_parser()
+    args = p.parse_args(["archive", "run", "data/a", "--once", "--every", "5",
+                         "--max-records", "100"])
+    assert (args.uri, args.once, args.every, args.max_records) == ("data/a", True, 5.0, 100)
+    assert p.parse_args(["archive", "status", "data/a", "--json"]).json is True
+    assert p.parse_args(["archive", "compact", "data/a"]).retention_hours == 168.0
+
+
+def test_an_archive_whose_watermarks_could_expire_is_refused(tmp_path: Path) -> None:
+    _store(tmp_path)
+    DeltaTable(str(tmp_path / "arch" / "main")).alter.set_table_properties(
+        {"delta.setTransactionRetentionDuration": "interval 1 days"})
+    with pytest.raises(ArchiveError, match="setTransactionRetentionDuration"):
+        Store.open(str(tmp_path / "arch"), "t1")

@@ -25,13 +25,14 @@ if TYPE_CHECKING:
 
 
 def backfill(conn: Connection, simulator: Any, uri: str, *, start: datetime, end: datetime,
-             customer: str, schema_ids: Mapping[tuple[str, int], int],
+             customer: str, schema_ids: Mapping[tuple[str, int], int] | None = None,
              storage_options: dict[str, str] | None = None,
              say: Callable[[str], None] | None = None) -> int:
     """Write the records ``simulator`` (a ``sandbox.simulator.Simulator``) gives for
     ``customer`` and ``conn``'s format, received in ``[start, end)``, into the archive at
-    ``uri``; ``schema_ids`` maps (format, version) to registry ids (the sandbox state's).
-    Days already backfilled are skipped. Returns the number of records written."""
+    ``uri``; ``schema_ids`` maps (format, version) to registry ids (the sandbox state's;
+    by default the versions of the topic's subject). Days already backfilled are skipped.
+    Returns the number of records written."""
     frames = _source.frames_for(conn, [])
     fmt = "insights" if "MachineId" in frames.main.columns else "raw"
     from .._decode import ERRORS_SCHEMA
@@ -41,6 +42,8 @@ def backfill(conn: Connection, simulator: Any, uri: str, *, start: datetime, end
         {L.MAIN: frames.main, **frames.long, L.ERRORS: pl.DataFrame(schema=ERRORS_SCHEMA)},
         storage_options)
     store.recover([L.BACKFILL], say or (lambda m: None))
+    if schema_ids is None:
+        schema_ids = _source.subject_ids(conn, fmt)
     written = 0
     day = start.astimezone(UTC).date()
     while datetime.combine(day, time(), UTC) < end:

@@ -1,6 +1,6 @@
 """The archive's only door into the window pipeline (planning, fetching, decoding).
 
-Everything the archive needs from Kafka and the decoder goes through these four functions,
+Everything the archive needs from Kafka, the registry and the decoder goes through here,
 so when the pipeline becomes ``plan(settings, start, end, lateness) -> ranges`` and
 ``read(range) -> batches + errors`` only this module changes. A range is read when the
 consumer's position reached its end (``_pipeline.read``): transaction markers are never
@@ -88,6 +88,14 @@ def _plan(conn: Connection, start_ms: int, end_ms: int,
           ranges: tuple[_pipeline.PartitionRange, ...]) -> _pipeline.Plan:
     now = int(datetime.now(UTC).timestamp() * 1000)
     return _pipeline.Plan(conn.settings.topic, start_ms, end_ms, 0, ranges, now)
+
+
+def subject_ids(conn: Connection, fmt: str) -> dict[tuple[str, int], int]:
+    """(format, version) -> schema id of every version of the topic's value subject."""
+    subject = f"{conn.settings.topic}-value"
+    with conn._registry._client() as client:
+        return {(fmt, int(v)): int(client.get_version(subject, v).schema_id)
+                for v in client.get_versions(subject)}
 
 
 def frames_for(conn: Connection, schema_ids: list[int]) -> Frames:

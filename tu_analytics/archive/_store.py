@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from ..errors import ArchiveConflictError, ArchiveError, ArchiveSchemaError
+from . import _files
 from . import _layout as L
 from ._layout import Identity, Key
 
@@ -37,6 +38,7 @@ class Store:
                  storage_options: dict[str, str] | None = None) -> None:
         self.uri, self.identity = uri, identity
         self.storage_options = storage_options
+        self._loaded: dict[str, Any] = {}
 
     @property
     def tables(self) -> list[str]:
@@ -99,7 +101,18 @@ class Store:
     # -- reading state ---------------------------------------------------------------------------
 
     def load(self, name: str) -> Any:
+        """``name``'s latest snapshot. The object is kept and brought up to date with only
+        the new log entries (a full load per batch grows with the log)."""
+        dt = self._loaded.get(name)
+        if dt is not None:
+            try:
+                dt.update_incremental()
+            except (_deltalake().exceptions.DeltaError, OSError) as exc:
+                raise _io_error(exc, self.uri, f"read {name}") from exc
+            return dt
         dt = _load(L.table_uri(self.uri, name), self.storage_options)
+        if dt is not None:
+            self._loaded[name] = dt
         if dt is None:
             raise ArchiveError(f"the archive at {self.uri} has no table {name!r}: it is "
                                "incomplete or not a tu-analytics archive", uri=self.uri)
@@ -153,7 +166,7 @@ class Store:
         self._commit(main, L.MAIN, None, {})  # the fence
         for name, bad in stale.items():
             pred = " OR ".join(f"({L.orphans(k, wm[k], name)})" for k in bad)
-            txns = {k: -1 if wm[k] is None else wm[k] for k in bad}
+            txns: dict[Key, int] = {k: _or_none(wm[k]) for k in bad}
             dt = self.load(name)
             self._guard(lambda dt=dt, pred=pred: dt.delete(pred),  # type: ignore[misc]
                         f"clean {name}")
@@ -171,7 +184,9 @@ class Store:
         when a column's type changed incompatibly."""
         main = self.load(L.MAIN)
         self._expect(main, L.MAIN, planned)
-        ready = {name: conform(df, self.load(name), name) for name, df in frames.items()}
+        # ``main`` is not loaded again: its snapshot must stay the one checked above.
+        ready = {name: conform(df, main if name == L.MAIN else self.load(name), name)
+                 for name, df in frames.items()}
         for name in self.tables:
             dt = self.load(name)
             self._expect(dt, name, planned)
@@ -197,9 +212,20 @@ class Store:
         if name == L.MAIN:
             n = dt.transaction_version(self.app(L.COMMITS)) or 0
             all_txns[L.COMMITS] = n + 1
+        part = None if name == L.GAPS else L.DATE_COL
+        root = _files.local_root(str(dt.table_uri))
+        table = _polars_schema(dt)
+        if root is not None and _files.fits(data, table):
+            actions = self._guard(lambda: _files.add_actions(root, data, table, part),
+                                  f"write {name}")
+            self._guard(lambda: dt.create_write_transaction(
+                actions, mode="append", schema=dt.schema(),
+                partition_by=[part] if part else None,
+                commit_properties=self._props(all_txns)), f"commit {name}")
+            return
         self._guard(lambda: dl.write_deltalake(
             dt, _arrow(data), mode="append", schema_mode="merge",
-            partition_by=None if name == L.GAPS else [L.DATE_COL],
+            partition_by=[part] if part else None,
             storage_options=self.storage_options, commit_properties=self._props(all_txns),
         ), f"commit {name}")
 
@@ -216,7 +242,7 @@ class Store:
             raise ArchiveConflictError(
                 f"another archiver committed to {self.uri} first ({what}: {exc}); this "
                 "archiver stops, nothing it read was committed", uri=self.uri) from exc
-        except (dl.exceptions.DeltaError, OSError) as exc:
+        except (dl.exceptions.DeltaError, OSError, pl.exceptions.PolarsError) as exc:
             raise _io_error(exc, self.uri, what) from exc
 
 
@@ -300,6 +326,11 @@ def _load(uri: str, storage_options: dict[str, str] | None) -> Any:
 
 
 def _identity(dt: Any, uri: str) -> Identity:
+    if "delta.setTransactionRetentionDuration" in (dt.metadata().configuration or {}):
+        # Expiring app transactions would forget watermarks: the next run would re-append.
+        raise ArchiveError(f"{dt.table_uri} sets delta.setTransactionRetentionDuration, which "
+                           "expires the archive's watermarks; unset it before archiving",
+                           uri=uri)
     ident = Identity.parse(dt.metadata().description)
     if ident is None:
         raise ArchiveError(f"{dt.table_uri} is a Delta table, but not one of a tu-analytics "
@@ -353,6 +384,11 @@ def _io_error(exc: BaseException, uri: str, what: str) -> ArchiveError:
         hint = " (the disk is full)"
     return ArchiveError(f"could not {what} in the archive at {uri}{hint}: {text}; nothing "
                         "half-written is visible to tu-analytics' readers", uri=uri)
+
+
+def _or_none(v: int | None) -> int:
+    """-1 stands for "no watermark" (app transaction versions cannot be removed)."""
+    return -1 if v is None else v
 
 
 def _moves(moved: Mapping[Key, tuple[int | None, int | None]]) -> str:

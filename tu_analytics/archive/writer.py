@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,16 @@ Say = Callable[[str], None]
 #: Conflicts that leave the watermarks where they were (e.g. a concurrent compaction) are
 #: re-planned this often before the run gives up.
 RETRIES = 2
+
+
+@dataclass
+class _Step:
+    """One batch read and not yet committed."""
+
+    batch: Batch
+    win: Window
+    planned: dict[L.Key, int | None]
+    new: dict[L.Key, int]
 
 
 @dataclass
@@ -98,15 +109,34 @@ class Archiver:
         tries = 0
         while not self._stop.is_set():
             try:
-                batch = self._one_batch(targets, result)
+                self._pipeline(targets, result)
+                return
             except ArchiveConflictError:
                 tries += 1
                 if tries > RETRIES or self._moved():
                     raise
                 self.say("commit conflict with unchanged watermarks; reloading and re-planning")
-                continue
-            if batch is None:
-                return
+
+    def _pipeline(self, targets: dict[int, int] | None, result: RunResult) -> None:
+        """Batch N is written (on a thread) while batch N+1 is read; N+1 is planned from N's
+        new watermarks and committed only after N's commit succeeded (the store checks that
+        the stored watermarks are the planned ones), so order and fencing are unchanged."""
+        pending: Future[None] | None = None
+        ahead: dict[L.Key, int | None] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tu-archive-write") as pool:
+            try:
+                while not self._stop.is_set():
+                    step = self._read_batch(targets, ahead)
+                    if pending is not None:
+                        pending.result()  # N committed before N+1 may commit
+                        pending = None
+                    if step is None or self._stop.is_set():
+                        return  # stopped: the batch read meanwhile is dropped, not committed
+                    pending = pool.submit(self._write, step, result)
+                    ahead = {**step.planned, **step.new}
+            finally:
+                if pending is not None:
+                    pending.result()
 
     def _moved(self) -> bool:
         """After a conflict: did someone else advance the watermarks this run planned from?"""
@@ -116,29 +146,38 @@ class Archiver:
         _, now = store.committed()
         return any(now.get(k) != v for k, v in self._planned.items())
 
-    def _one_batch(self, targets: dict[int, int] | None, result: RunResult) -> Batch | None:
+    def _read_batch(self, targets: dict[int, int] | None,
+                    ahead: dict[L.Key, int | None] | None) -> _Step | None:
+        """Plan from the stored watermarks (after recovery) or, while a commit is in
+        flight, from the watermarks it will store; then read the planned offsets."""
         marks = _source.marks(self.conn)
         store = self._open()
         keys: list[L.Key] = sorted(marks)
-        if L.BACKFILL in store.keys(store.load(L.MAIN)):
-            keys.append(L.BACKFILL)
-        store.recover(keys, self.say)
-        _, wm = store.committed()
+        if ahead is None:
+            if L.BACKFILL in store.keys(store.load(L.MAIN)):
+                keys.append(L.BACKFILL)
+            store.recover(keys, self.say)
+            _, wm = store.committed()
+        else:
+            wm = ahead
+            keys += [L.BACKFILL] if L.BACKFILL in ahead else []
         planned = {k: wm.get(k) for k in keys}
-        self._planned = planned
         batch = plan_batch({p: wm.get(p) for p in marks}, marks, targets or {}, self.max_records)
         if batch.count == 0 and not batch.gaps and self._settled(wm, batch):
             return None
         win = _source.read(self.conn, [r for r in batch.ranges if r.end > r.start])
-        first = _first_offsets(win)
-        late_gaps(batch, first, {p: lo for p, (lo, _) in _source.marks(self.conn).items()})
+        late_gaps(batch, _first_offsets(win),
+                  {p: lo for p, (lo, _) in _source.marks(self.conn).items()})
         for g in batch.gaps:
             self.say(f"RETENTION GAP: partition {g.partition} offsets [{g.start}, {g.end}) were "
                      "deleted by the topic's retention before they were archived")
-        new = batch.new_watermarks()
-        store.commit(_frames(win, batch), planned, new, self.before_main)
-        self._tally(result, win, batch)
-        return batch
+        return _Step(batch, win, planned, batch.new_watermarks())
+
+    def _write(self, step: _Step, result: RunResult) -> None:
+        store = self._open()
+        self._planned = step.planned
+        store.commit(_frames(step.win, step.batch), step.planned, step.new, self.before_main)
+        self._tally(result, step.win, step.batch)
 
     def _settled(self, wm: dict[L.Key, int | None], batch: Batch) -> bool:
         # Nothing to read, and every partition's watermark is stored (a new or empty

@@ -1,0 +1,92 @@
+"""A faster append for local tables: Parquet written by Polars, committed by delta-rs.
+
+delta-rs's own writer spends ~4x longer than Polars' on a wide batch (300 columns of
+mostly-null insights), which halves the archiving rate. When a batch adds no column (no
+schema merge needed) and the table is on a local disk, the files are written here and one
+Delta commit adds them, with the same app transactions and the same conflict check.
+A crash before the commit leaves only files no log entry names: invisible, vacuumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+#: Columns with min/max statistics in the add actions (data skipping on time and offsets).
+_STATS = ("partition", "offset", "kafka_timestamp", "start", "schema_id")
+
+
+def local_root(table_uri: str) -> Path | None:
+    """The directory of a local table, or None for object stores."""
+    if table_uri.startswith("file://"):
+        return Path(table_uri.removeprefix("file://"))
+    return None if "://" in table_uri else Path(table_uri)
+
+
+def fits(df: pl.DataFrame, table: dict[str, pl.DataType]) -> bool:
+    """No new column and the same types: no schema change, so no delta-rs writer needed."""
+    return all(table.get(c) == t for c, t in df.schema.items())
+
+
+def add_actions(root: Path, df: pl.DataFrame, table: dict[str, pl.DataType],
+                partition_by: str | None) -> list[Any]:
+    """Write ``df`` (in the table's column order, missing columns as nulls) as one Parquet
+    file per partition value; return their add actions."""
+    from deltalake.transaction import AddAction
+
+    full = df.select([pl.col(c) if c in df.columns else pl.lit(None, dtype=t).alias(c)
+                      for c, t in table.items()])
+    groups = [(None, full)] if partition_by is None else [
+        (key[0], part.drop(partition_by))
+        for key, part in full.partition_by(partition_by, as_dict=True, maintain_order=True).items()]
+
+    def write(value: object, part: pl.DataFrame) -> Any:
+        rel = (f"{partition_by}={_partition_value(value)}/" if partition_by else "") + (
+            f"part-{uuid.uuid4()}.snappy.parquet")
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.write_parquet(path, compression="snappy")
+        values = {partition_by: _partition_value(value)} if partition_by else {}
+        return AddAction(rel, os.path.getsize(path), values, int(time.time() * 1000), True,
+                         _stats(part))
+
+    if len(groups) == 1:
+        return [write(*groups[0])]
+    # A batch spanning many days: one file per day, written in parallel (Polars frees the GIL).
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda g: write(*g), groups))
+
+
+def _partition_value(v: object) -> str | None:
+    if v is None:
+        return None
+    return v.isoformat() if isinstance(v, date) else str(v)
+
+
+def _stats(df: pl.DataFrame) -> str:
+    cols = [c for c in _STATS if c in df.columns]
+    agg = df.select(*[pl.col(c).min().alias(f"min:{c}") for c in cols],
+                    *[pl.col(c).max().alias(f"max:{c}") for c in cols],
+                    *[pl.col(c).null_count().alias(f"nulls:{c}") for c in cols]).row(0)
+    n = len(cols)
+    return json.dumps({
+        "numRecords": df.height,
+        "minValues": {c: _json(v) for c, v in zip(cols, agg[:n], strict=True) if v is not None},
+        "maxValues": {c: _json(v) for c, v in zip(cols, agg[n:2 * n], strict=True)
+                      if v is not None},
+        "nullCount": dict(zip(cols, agg[2 * n:], strict=True)),
+    })
+
+
+def _json(v: object) -> object:
+    if isinstance(v, datetime):
+        return v.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return v
