@@ -92,8 +92,12 @@ def _plan(conn: Connection, start_ms: int, end_ms: int,
 
 def subject_ids(conn: Connection, fmt: str) -> dict[tuple[str, int], int]:
     """(format, version) -> schema id of every version of the topic's value subject."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
     subject = f"{conn.settings.topic}-value"
-    with conn._registry._client() as client:
+    conf = conn.settings.registry_config()
+    conf.setdefault("timeout", 10)
+    with SchemaRegistryClient(conf) as client:
         return {(fmt, int(v)): int(client.get_version(subject, v).schema_id)
                 for v in client.get_versions(subject)}
 
