@@ -15,8 +15,8 @@ def _say(msg: str) -> None:
 
 def _share(text: str) -> float:
     value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    if not 0.0 <= value <= 0.125:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 0.125, not {text}")
     return value
 
 
@@ -37,8 +37,34 @@ def _up(args: argparse.Namespace) -> int:
     _say(f"broker   {st.bootstrap} (SASL_PLAINTEXT/PLAIN), {st.tls_bootstrap} (SASL_SSL/PLAIN)")
     _say(f"registry {st.registry_url}, {st.registry_tls_url}")
     _say(f"customers: {', '.join(st.customers)}")
+    if args.archive_backfill_days:
+        _archive_backfill(args.archive_backfill_days, args.archive, args.customer)
     _say('next: eval "$(tu-analytics sandbox env)"   # then tu_analytics.connect() in Python')
     return 0
+
+
+def _archive_backfill(days: float, uri: str, customer: str | None) -> None:
+    """The ``days`` before the sandbox's first record, simulated as the streamer would and
+    written into the archive at ``uri`` (rows with null partition/offset, source=backfill):
+    retention keeps such days off any topic."""
+    from datetime import UTC, datetime, timedelta
+
+    from .. import connect
+    from .._settings import Settings
+    from ..archive import backfill
+    from . import manager
+    from ._state import load_state
+    from .streamer import schema_id_map, simulator_for
+
+    env = manager.env_vars(customer=customer)  # raises when no sandbox is up
+    state = load_state(manager._root(None))
+    assert state is not None
+    end = datetime.fromtimestamp(state.epoch_ms / 1000, UTC)
+    written = backfill(connect(Settings.resolve(env=env)), simulator_for(state), uri,
+                       start=end - timedelta(days=days), end=end,
+                       customer=env["TU_SASL_USERNAME"], schema_ids=schema_id_map(state),
+                       say=_say)
+    _say(f"archive {uri}: {written:,} backfilled records before {end.isoformat()}")
 
 
 def _fetch(args: argparse.Namespace) -> int:
@@ -138,8 +164,26 @@ def _add_up(sbs: Any) -> None:
         "--late-share",
         type=_share,
         metavar="FLOAT",
-        help="share (0-1) of records the streamer writes with an out-of-order Kafka timestamp "
-        "(default: the streamer's own); kept for later ups",
+        help="share (0-0.125) of records held back by coverage outages: machines go out of "
+        "coverage for 1-5 h and upload their backlog late (default 0.03; 0 turns it off); "
+        "kept for later ups",
+    )
+    upp.add_argument(
+        "--archive-backfill-days",
+        type=float,
+        metavar="N",
+        help="also write the N days before the topic's first record straight into a Delta "
+        "archive (--archive), through the archiver's own writer: history older than the topic",
+    )
+    upp.add_argument(
+        "--archive",
+        metavar="URI",
+        default="archive",
+        help="the archive --archive-backfill-days writes to (default: ./archive)",
+    )
+    upp.add_argument(
+        "--customer",
+        help="whose insights topic --archive-backfill-days archives (default: the first)",
     )
     upp.set_defaults(func=_up)
 
