@@ -172,8 +172,10 @@ def test_bad_records_land_in_errors_with_offsets(sandbox) -> None:
 
 def test_values_equal_confluents_deserializer(sandbox, request) -> None:
     env = sandbox.env()
-    # Three hours in which the schedule has machines working, whatever the hour now.
-    start, end = busy_window(sandbox, hours=3)
+    # The twelve hours in which the schedule has the customer's machines working most,
+    # whatever the hour now: a whole shift, so the sample holds well over 1000 values (three
+    # hours of one customer's fleet held fewer).
+    start, end = busy_window(sandbox, hours=12)
     win = sandbox.connect().window(start, end, progress=False)
     sr = SchemaRegistryClient(
         {

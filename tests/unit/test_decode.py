@@ -17,6 +17,7 @@ import fastavro
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from published import insight_layouts
 
 from tu_analytics import _decode
 from tu_analytics._decode import (
@@ -35,6 +36,11 @@ SCHEMAS = Path(_decode.__file__).parents[1] / "sandbox" / "schemas"
 V1 = (SCHEMAS / "machine_insights_v1.avsc").read_text()
 V2 = (SCHEMAS / "machine_insights_v2.avsc").read_text()
 T0 = 1_717_200_000_000
+# (value field, unit field) per insight: the published shape names them per insight.
+LAYOUT = insight_layouts(json.loads(V2))
+SPEED, SPEED_UNIT = LAYOUT["EngineSpeed"]
+DPF, DPF_UNIT = LAYOUT["AfterTreatmentDieselParticulateFilterState"]
+LAMP, LAMP_UNIT = LAYOUT["RedStopLamp"]
 
 
 def frame(sid: int, schema: str | dict[str, Any], rec: Any) -> bytes:
@@ -61,16 +67,18 @@ def records(values: list[bytes | None], keys: list[bytes | None] | None = None) 
 def mi_record(rng: random.Random, i: int, v2: bool = False) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "Metadata": {"MachineId": f"M{rng.randrange(50)}", "UnitId": rng.randrange(10**6)},
-        "EngineSpeed": {"value": rng.uniform(0, 2500), "unit": "rpm", "datetime": T0 + i},
+        "EngineSpeed": {SPEED: rng.uniform(0, 2500), SPEED_UNIT: "rpm", "datetime": T0 + i},
         "CumulativeOperatingHours": {"Hour": rng.uniform(0, 9999), "datetime": T0 + i},
         "AfterTreatmentDieselParticulateFilterState": {
-            "value": rng.choice(["REGENERATION_NOT_NEEDED", "SAE_SPECIFIC_3"]), "datetime": T0},
+            DPF: rng.choice(["REGENERATION_NOT_NEEDED", "SAE_SPECIFIC_3"]), "datetime": T0},
+        "AccessControlKeyUsage": [{"KeyId": "k", "Operation": rng.choice(["LOCK", "UNLOCK"]),
+                                   "AccessType": "KEY_CARD", "datetime": T0}],
     }
     if rng.random() < 0.5:
         rec["FaultCodes"] = [{"CodeIdentifier": f"F{j}", "datetime": T0} for j in range(
             rng.randrange(3))]
     if v2:
-        rec["RedStopLamp"] = {"value": rng.random() < 0.5, "unit": None, "datetime": T0 + i}
+        rec["RedStopLamp"] = {LAMP: rng.random() < 0.5, LAMP_UNIT: None, "datetime": T0 + i}
     return rec
 
 
@@ -100,7 +108,7 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any
 
 def without_units(rec: dict[str, Any]) -> dict[str, Any]:
     """A fastavro record as the decoder gives it: insight records without their unit field."""
-    return {k: ({f: x for f, x in v.items() if f != "unit"}
+    return {k: ({f: x for f, x in v.items() if k not in LAYOUT or f != LAYOUT[k][1]}
                 if isinstance(v, dict) and "datetime" in v else v) for k, v in rec.items()}
 
 
@@ -157,10 +165,10 @@ def test_mixed_schema_ids_interleaved_keep_input_order() -> None:
     assert out.records["offset"].to_list() == inp["offset"].to_list()
     by_offset = dict(zip(records(values)["offset"], ids, strict=True))
     assert out.records["schema_id"].to_list() == [by_offset[o] for o in inp["offset"]]
-    lamp = out.records.select(pl.col("RedStopLamp").struct.field("value"), "schema_id")
-    assert lamp.filter(pl.col("schema_id") == 1)["value"].null_count() == lamp.filter(
+    lamp = out.records.select(pl.col("RedStopLamp").struct.field(LAMP), "schema_id")
+    assert lamp.filter(pl.col("schema_id") == 1)[LAMP].null_count() == lamp.filter(
         pl.col("schema_id") == 1).height
-    assert lamp.filter(pl.col("schema_id") == 2)["value"].null_count() == 0
+    assert lamp.filter(pl.col("schema_id") == 2)[LAMP].null_count() == 0
     assert out.records["key"].to_list() == inp["key"].to_list()
 
 
@@ -175,8 +183,9 @@ def test_values_match_fastavro(mode: str) -> None:
 
 def test_unit_strings_are_kept_once_not_per_row(mode: str) -> None:
     out = decode(records(mi_values(50)), {1: V1})
+    # v1 publishes times as plain epoch-ms longs: the decoder keeps the writer's type.
     assert _decode.struct_fields(out.records.schema["EngineSpeed"]) == {
-        "value": pl.Float64(), "datetime": pl.Datetime("ms", "UTC")}
+        SPEED: pl.Float64(), "datetime": pl.Int64()}
     assert dict(out.units.iter_rows()) == {"EngineSpeed": "rpm"}
 
 
@@ -196,7 +205,14 @@ def test_enums_come_back_as_strings() -> None:
     out = decode(records(mi_values(20)), {1: V1})
     state = out.records.schema["AfterTreatmentDieselParticulateFilterState"]
     assert isinstance(state, pl.Struct)
-    assert {f.name: f.dtype for f in state.fields}["value"] == pl.String
+    assert {f.name: f.dtype for f in state.fields}[DPF] == pl.String  # published as a string
+    keys = out.records.schema["AccessControlKeyUsage"]  # Avro enums: Operation, AccessType
+    assert keys == pl.List(pl.Struct({
+        "OperatorId": pl.String, "KeyId": pl.String, "Operation": pl.String,
+        "AccessType": pl.String, "Success": pl.Boolean, "datetime": pl.Int64}))
+    ops = out.records["AccessControlKeyUsage"].explode().struct.field("Operation")
+    assert set(ops) <= {"LOCK", "UNLOCK"}
+    assert ops.null_count() == 0
 
 
 def test_parallel_chunks_give_the_same_frame(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
@@ -213,11 +229,12 @@ def _corrupt_enum(rec: dict[str, Any]) -> bytes:
     """A body whose enum index is past the writer schema's last symbol."""
     schema = json.loads(V1)
     for f in schema["fields"]:
-        if f["name"] == "AfterTreatmentDieselParticulateFilterState":
-            enum = f["type"][1]["fields"][0]["type"][1]
+        if f["name"] == "AccessControlKeyUsage":
+            item = f["type"][1]["items"]
+            enum = next(g for g in item["fields"] if g["name"] == "Operation")["type"][1]
             enum["symbols"] = [*enum["symbols"], "BOGUS"]
     rec = copy.deepcopy(rec)
-    rec["AfterTreatmentDieselParticulateFilterState"]["value"] = "BOGUS"
+    rec["AccessControlKeyUsage"][0]["Operation"] = "BOGUS"
     return frame(1, schema, rec)
 
 

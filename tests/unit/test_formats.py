@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from published import TIME_FIELDS, insight_layouts, utc_ms
 
 from tu_analytics import _decode
 from tu_analytics.formats import Frames, detect_format, machine_insights, raw
@@ -29,6 +30,8 @@ RAW = (SCHEMAS / "raw_v1.avsc").read_text()
 T0 = 1_717_200_000_000
 KAFKA = ["partition", "offset", "kafka_timestamp", "schema_id"]
 LAMPS = ["AmberWarningLamp", "MalfunctionIndicatorLamp", "ProtectLamp", "RedStopLamp"]
+# (value field, unit field) per insight, by the published rule; v2 adds to v1's.
+LAYOUT = {**insight_layouts(json.loads(V1)), **insight_layouts(json.loads(V2))}
 
 
 def frame(sid: int, schema: str, rec: dict[str, Any]) -> bytes:
@@ -102,8 +105,11 @@ def random_record(rng: random.Random, schema: dict[str, Any], i: int) -> dict[st
             rec[name] = {"Hour": _maybe(rng, 0.95, rng.uniform(0, 1e5)),
                          "datetime": _maybe(rng, 0.95, t)}
         else:
-            rec[name] = {"value": _maybe(rng, 0.95, _value(rng, name)),
-                         "unit": _maybe(rng, 0.5, "unit-x"), "datetime": _maybe(rng, 0.95, t)}
+            value, unit = LAYOUT[name]
+            rec[name] = {value: _maybe(rng, 0.95, _value(rng, name)),
+                         "datetime": _maybe(rng, 0.95, t)}
+            if unit is not None:
+                rec[name][unit] = _maybe(rng, 0.5, "unit-x")
     if rng.random() < 0.4:
         rec["FaultCodes"] = [{
             "CodeIdentifier": f"SPN{rng.randrange(99)}", "CodeDescription": _maybe(rng, 0.5, "d"),
@@ -114,9 +120,7 @@ def random_record(rng: random.Random, schema: dict[str, Any], i: int) -> dict[st
             "datetime": t, "UnitOfMeasurement": "bar", "VariableId": rng.randrange(100),
             "VariableName": "p", "ParsedValue": _maybe(rng, 0.5, 1.25),
             "ParsedStringValue": _maybe(rng, 0.3, "on"),
-            "CanMessageValues": _maybe(rng, 0.7, {"Kind": rng.choice(["VALUE", "MIN_MAX", None]),
-                                                  "value": 2.0, "MinValue": _maybe(rng, 0.5, 1.0),
-                                                  "MaxValue": 3.0}),
+            "CanMessageValues": _maybe(rng, 0.7, _can_values(rng)),
             "CanMessageData": _maybe(rng, 0.7, {"CanId": 123, "SourceAddress": 7,
                                                 "BinaryValue": rng.randbytes(4), "Counter": 9,
                                                 "CapturingPeriod": None, "CanType": "J1939"}),
@@ -135,15 +139,37 @@ def random_record(rng: random.Random, schema: dict[str, Any], i: int) -> dict[st
     return rec
 
 
+def _can_values(rng: random.Random) -> tuple[str, dict[str, Any]]:
+    """A branch of the published ``CanMessageValues`` union, chosen by its full name
+    (``CanMessageValue`` and ``CanMessageAccumulated`` have the same fields)."""
+    branch = rng.choice(list(BRANCH_KIND))
+    body = ({"MinValue": _maybe(rng, 0.5, 1.0), "MaxValue": 3.0} if branch == "CanMessageMinMax"
+            else {"value": _maybe(rng, 0.8, 2.0)})
+    return f"com.trackunit.streaming.{branch}", body
+
+
 # -- the oracle: Confluent's deserializer, flattened by hand --------------------------------
+
+# docs/frames.md: the CanMessageValues branch -> ValueKind.
+BRANCH_KIND = {"CanMessageValue": "VALUE", "CanMessageMinMax": "MIN_MAX",
+               "CanMessageAccumulated": "ACCUMULATED"}
+BRANCH = "(branch)"  # a path step: the name of the union branch read so far
 
 
 def _sub(d: dict[str, Any] | None, *path: str) -> Any:
+    """The value at ``path`` (a union's record arrives as ``(full name, record)``:
+    ``return_record_name``); a published time (epoch ms) as the UTC datetime."""
     for p in path:
+        if isinstance(d, tuple):
+            if p == BRANCH:
+                return BRANCH_KIND[d[0].rpartition(".")[2]]
+            d = d[1]
         if d is None:
             return None
         d = d.get(p)
-    return d
+    if isinstance(d, tuple):
+        d = d[1]
+    return utc_ms(d) if path and path[-1] in TIME_FIELDS else d
 
 
 IDENTITY = {
@@ -173,8 +199,7 @@ def expected_main_row(meta: dict[str, Any], d: dict[str, Any],
     for col in columns[len(row):]:
         name = col.removesuffix("_datetime")
         field = name.removesuffix("_insight")
-        leaf = "datetime" if col.endswith("_datetime") else (
-            "Hour" if field.startswith("Cumulative") and field.endswith("Hours") else "value")
+        leaf = "datetime" if col.endswith("_datetime") else LAYOUT[field][0]
         row[col] = _sub(d, field, leaf)
     return row
 
@@ -193,7 +218,7 @@ LONG_PATHS = {
     ("can_messages", "CANMessages"): {
         **{c: (c,) for c in ["datetime", "UnitOfMeasurement", "VariableId", "VariableName",
                              "ParsedValue", "ParsedStringValue"]},
-        "ValueKind": ("CanMessageValues", "Kind"), "Value": ("CanMessageValues", "value"),
+        "ValueKind": ("CanMessageValues", BRANCH), "Value": ("CanMessageValues", "value"),
         "MinValue": ("CanMessageValues", "MinValue"), "MaxValue": ("CanMessageValues", "MaxValue"),
         **{c: ("CanMessageData", c) for c in ["CanId", "SourceAddress", "BinaryValue", "Counter",
                                               "CapturingPeriod", "CanType"]}},
@@ -233,7 +258,7 @@ def mixed_batch() -> tuple[list[bytes], list[dict[str, Any]], pl.DataFrame]:
     for i in range(400):
         v = rng.choice(["v1", "v2"])
         values.append(frame(ids[v], json.dumps(schemas[v]), random_record(rng, schemas[v], i)))
-    deserializer = AvroDeserializer(client)
+    deserializer = AvroDeserializer(client, return_record_name=True)
     ctx = SerializationContext("machine-insights", MessageField.VALUE)
     dicts = [deserializer(v, ctx) for v in values]
     return values, dicts, decoded(values, {ids["v1"]: V1, ids["v2"]: V2})

@@ -18,9 +18,10 @@ Supported: every primitive type, records, enums, arrays, maps, fixed, named refe
 Python type of the value, or are picked by a tagged value ``(branch name, datum)`` as fastavro
 takes it (records with the same fields, e.g. the published ``CanMessageValues``).
 
-The Avro wire primitives (zigzag varints, the Confluent header) live in ``encode_long`` and
-``confluent_header`` only, to be shared with the decoder's Avro core. Unknown dict keys raise
-``KeyError`` (fastavro would drop them silently, which hides typos in a simulator).
+The Avro wire primitives (zigzag varints, length-prefixed bytes, the Confluent header) and
+Avro's naming rules come from the one Avro core, :mod:`tu_analytics._avro`, shared with the
+decoder. Unknown dict keys raise ``KeyError`` (fastavro would drop them silently, which hides
+typos in a simulator).
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
+
+from tu_analytics._avro import (
+    PRIMITIVES,
+    NamedTypes,
+    confluent_header,
+    encode_bytes,
+    encode_long,
+    fullname,
+    namespace_of,
+)
 
 __all__ = [
     "AvroEncoder",
@@ -43,30 +54,6 @@ Enc = Callable[[Any, bytearray], None]
 _pack_double: Final = struct.Struct("<d").pack
 _pack_float: Final = struct.Struct("<f").pack
 _MAX_CACHED_STRINGS: Final = 8192
-
-# Zigzag varints of -64..63 are one byte; precomputed because union/enum indexes, counts and
-# small ints dominate.
-_SMALL: Final[tuple[bytes, ...]] = tuple(
-    bytes(((n << 1) ^ (n >> 63),)) for n in range(-64, 64)
-)
-
-
-def encode_long(n: int) -> bytes:
-    """Zigzag varint of a signed 64-bit integer (Avro ``int``/``long``)."""
-    if -64 <= n < 64:
-        return _SMALL[n + 64]
-    z = ((n << 1) ^ (n >> 63)) & 0xFFFFFFFFFFFFFFFF
-    buf = bytearray()
-    while z >= 0x80:
-        buf.append((z & 0x7F) | 0x80)
-        z >>= 7
-    buf.append(z)
-    return bytes(buf)
-
-
-def confluent_header(schema_id: int) -> bytes:
-    """Confluent wire-format prefix: magic byte 0, then the schema id as 4 bytes big-endian."""
-    return b"\x00" + schema_id.to_bytes(4, "big")
 
 
 def _enc_null(v: Any, out: bytearray) -> None:
@@ -95,20 +82,22 @@ def _enc_float(v: Any, out: bytearray) -> None:
 
 
 def _enc_bytes(v: Any, out: bytearray) -> None:
-    out += encode_long(len(v))
-    out += v
+    out += encode_bytes(v)
+
+
+def _cached_string(cache: dict[str, bytes], v: str) -> bytes:
+    """``v`` encoded with its length prefix, cached (the same few hundred strings repeat)."""
+    b = cache.get(v)
+    if b is None:
+        b = encode_bytes(v.encode())
+        if len(cache) < _MAX_CACHED_STRINGS:
+            cache[v] = b
+    return b
 
 
 def _string_encoder(cache: dict[str, bytes]) -> Enc:
-    """Strings with their length prefix cached (the same few hundred strings repeat)."""
     def enc_string(v: Any, out: bytearray) -> None:
-        b = cache.get(v)
-        if b is None:
-            raw = v.encode()
-            b = encode_long(len(raw)) + raw
-            if len(cache) < _MAX_CACHED_STRINGS:
-                cache[v] = b
-        out += b
+        out += _cached_string(cache, v)
     return enc_string
 
 
@@ -131,33 +120,27 @@ class SchemaCompiler:
     """Turns a parsed Avro schema into an encoder closure; named types resolved by full name."""
 
     def __init__(self) -> None:
-        self.named: dict[str, Enc] = {}
-        self.named_schema: dict[str, Any] = {}
+        self.named: NamedTypes[Enc] = NamedTypes()
         self.strings: dict[str, bytes] = {}
 
     # -- helpers ---------------------------------------------------------------------------
-    @staticmethod
-    def _full(name: str, namespace: str | None) -> str:
-        if "." in name or not namespace:
-            return name
-        return f"{namespace}.{name}"
-
     def _lookup(self, name: str, namespace: str | None) -> tuple[Enc, Any]:
-        for key in (self._full(name, namespace), name):
-            if key in self.named:
-                return self.named[key], self.named_schema[key]
-        raise ValueError(f"unknown Avro type {name!r}")
+        try:
+            _, schema, enc = self.named.lookup(name, namespace)
+        except KeyError:
+            raise ValueError(f"unknown Avro type {name!r}") from None
+        return enc, schema
 
     def resolve(self, schema: Any, namespace: str | None) -> Any:
         """The schema itself, or the definition a name refers to."""
-        if isinstance(schema, str) and schema not in _PRIMITIVES:
+        if isinstance(schema, str) and schema not in PRIMITIVES:
             return self._lookup(schema, namespace)[1]
         return schema
 
     # -- compile ---------------------------------------------------------------------------
     def compile(self, schema: Any, namespace: str | None = None) -> Enc:
         if isinstance(schema, str):
-            if schema in _PRIMITIVES:
+            if schema in PRIMITIVES:
                 return self._primitive(schema, None)
             return self._lookup(schema, namespace)[0]
         if isinstance(schema, list):
@@ -173,16 +156,13 @@ class SchemaCompiler:
             return self._map(schema, namespace)
         if t == "fixed":
             return self._fixed(schema, namespace)
-        if isinstance(t, str) and t in _PRIMITIVES:
+        if isinstance(t, str) and t in PRIMITIVES:
             return self._primitive(t, schema.get("logicalType"))
         return self.compile(t, namespace)
 
     def _register(self, schema: Mapping[str, Any], namespace: str | None, enc: Enc) -> str | None:
-        ns = schema.get("namespace", namespace)
-        full = self._full(schema["name"], ns)
-        self.named[full] = enc
-        self.named_schema[full] = schema
-        return ns  # type: ignore[no-any-return]
+        """Define a named type; returns the namespace its fields are read in."""
+        return namespace_of(self.named.define(schema, namespace, enc))
 
     def _primitive(self, t: str, logical: str | None) -> Enc:
         if t == "string":
@@ -260,7 +240,7 @@ class SchemaCompiler:
         for i, (k, e) in enumerate(zip(kinds, encs, strict=True)):
             if isinstance(k, Mapping) and "name" in k:
                 ns = k.get("namespace", namespace)
-                tagged[self._full(k["name"], ns)] = tagged[k["name"]] = (encode_long(i), e)
+                tagged[fullname(k["name"], ns)] = tagged[k["name"]] = (encode_long(i), e)
 
         def enc_union(v: Any, out: bytearray) -> None:
             if type(v) is tuple and len(v) == 2 and isinstance(v[0], str):
@@ -303,14 +283,8 @@ class SchemaCompiler:
                 elif code == _I_BOOL:
                     out += b"\x02\x01" if v else b"\x02\x00"
                 elif code == _I_STRING:
-                    b = strings.get(v)
-                    if b is None:
-                        raw = v.encode()
-                        b = encode_long(len(raw)) + raw
-                        if len(strings) < _MAX_CACHED_STRINGS:
-                            strings[v] = b
                     out.append(2)
-                    out += b
+                    out += _cached_string(strings, v)
                 elif code == _I_TS:
                     out.append(2)
                     if v != last[0]:
@@ -410,11 +384,6 @@ _INLINE: Final[Mapping[str, int]] = {
     "string": _I_STRING,
 }
 _pack_union_double: Final = struct.Struct("<Bd").pack
-
-_PRIMITIVES: Final = frozenset(
-    {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-)
-
 
 def _inline_code(t: Any) -> int:
     """How ``_dense`` writes a field's non-null branch (``_I_OTHER``: call its encoder)."""
