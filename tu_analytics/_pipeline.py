@@ -134,14 +134,50 @@ def plan(consumer: RecordConsumer, start_ms: int, end_ms: int, lateness_ms: int,
     marks = {p: consumer.watermarks(p, timeout) for p in parts}
     starts = consumer.offsets_for_times(dict.fromkeys(parts, start_ms), timeout)
     ends = consumer.offsets_for_times(dict.fromkeys(parts, end_ms + lateness_ms), timeout)
+    target = end_ms + lateness_ms
     ranges = []
     for p in parts:
         low, high = marks[p]
         first = high if starts[p] < 0 else min(starts[p], high)
         last = high if ends[p] < 0 else min(ends[p], high)
+        if first < last < high:
+            last = settle_end(consumer, p, last, high, target, timeout)
         ranges.append(PartitionRange(p, first, max(first, last), low, high,
-                                     open=ends[p] < 0 or ends[p] >= high))
+                                     open=last >= high))
     return Plan(consumer.topic, start_ms, end_ms, lateness_ms, tuple(ranges), planned_at)
+
+
+def settle_end(consumer: RecordConsumer, partition: int, offset: int, high: int, target: int,
+               timeout: float) -> int:
+    """The offset of the first *record* at or after ``offset`` stamped at or after
+    ``target`` (``high`` if none). The broker's time lookup also counts transaction markers,
+    which are stamped when they are written: behind a forwarding job that caught up on a
+    backlog, a marker stamped "now" follows records stamped hours earlier, and the lookup
+    would end a window there. Reading on to the first real record costs one fetch when the
+    broker's answer was a record already (the usual case)."""
+    consumer.assign({partition: offset})
+    try:
+        last_progress = time.monotonic()
+        while True:
+            batch = consumer.consume(BATCH_RECORDS, 0.5)
+            fatal = [e for e in batch.errors if e.fatal]
+            if fatal:
+                raise WindowError(f"planning topic {consumer.topic!r}: {fatal[0].text}",
+                                  topic=consumer.topic, partition=partition)
+            for q, o, t in zip(batch.partitions, batch.offsets, batch.stamps, strict=True):
+                if q == partition and o >= offset and t >= target:
+                    return o
+            if consumer.position(partition) >= high:
+                return high
+            if len(batch):
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > timeout:
+                raise WindowError(
+                    f"no data for {timeout:.0f} s from topic {consumer.topic!r} while "
+                    f"planning partition {partition} ({consumer.last_error()})",
+                    topic=consumer.topic, partition=partition, offsets=(offset, high))
+    finally:
+        consumer.unassign([partition])
 
 
 # -- chunks ----------------------------------------------------------------------------------

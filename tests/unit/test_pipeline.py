@@ -434,3 +434,25 @@ def test_plan_window_and_read_window_are_the_engines_two_steps() -> None:
                          consumer=lambda s: fake) for r in p.ranges]  # one task per range
     records = pl.concat([d.records for d in parts], how="diagonal_relaxed")
     assert set(zip(records["partition"], records["offset"], strict=True)) == brute(fake, a, b)
+
+
+def test_a_backlog_behind_markers_stamped_later_is_still_planned_to_its_end() -> None:
+    # A forwarding job catching up writes hours-old records in transactions whose markers the
+    # broker stamps "now": the time lookup finds the first marker, yet records stamped inside
+    # the window follow it. Planning reads on to the first real record past end + lateness.
+    fake = topic({0: []})
+    now = T0 + 10 * 60 * MIN
+    fake.extend(0, [T0 + i * MIN for i in range(10)], value=value)
+    fake.commit(0, now)
+    fake.extend(0, [T0 + (10 + i) * MIN for i in range(10)], value=value)
+    fake.commit(0, now + 1000)
+    win = conn(fake).window(dt(T0), dt(T0 + 15 * MIN), lateness="0", progress=False)
+    assert win.main["kafka_timestamp"].dt.epoch("ms").to_list() == [
+        T0 + i * MIN for i in range(15)]
+    assert win.spec.offsets[0] == (0, 16)  # the record stamped at the end, past the marker
+
+
+def test_settling_the_end_costs_one_fetch_when_the_lookup_found_a_record() -> None:
+    fake = topic({0: [T0 + i * MIN for i in range(100)]})
+    p = plan(fake, T0, T0 + 30 * MIN, 0, timeout=5)
+    assert (p.ranges[0].start, p.ranges[0].end, p.ranges[0].open) == (0, 30, False)
