@@ -126,7 +126,13 @@ class MachineMap:
         for control in (self._color_by, self._trails, self._sites, self._oems, self._models):
             control.observe(on_change, names="value")
         self._fit.on_click(self._errors.guard(lambda _: self.fit(), context="fit"))
-        self.widget = ipywidgets.VBox(
+        self.widget = self._layout()
+        self._data = _empty(self.options, pl.DataFrame())
+        if frame is not None:
+            self.update(frame)
+
+    def _layout(self) -> ipywidgets.VBox:
+        return ipywidgets.VBox(
             [
                 ipywidgets.HBox([self._sites, self._oems, self._models]),
                 ipywidgets.HBox([self._color_by, self._trails, self._fit, self._status]),
@@ -135,9 +141,6 @@ class MachineMap:
                 self._errors.widget,
             ]
         )
-        self._data = _empty(self.options, pl.DataFrame())
-        if frame is not None:
-            self.update(frame)
 
     # -- state ---------------------------------------------------------------------------------
 
