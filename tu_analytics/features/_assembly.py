@@ -207,10 +207,28 @@ def _finish(frame: pl.LazyFrame, clock: _Clock, *, faults: bool) -> pl.LazyFrame
             (pl.col("bucket_end") - pl.col("_newest")).dt.total_milliseconds() * _MINUTES_PER_MS
         ).alias("staleness_minutes"),
     )
+    frame = frame.with_columns(_derived())
+    if faults:
+        frame = frame.with_columns(
+            pl.col("fault_count").fill_null(0),
+            pl.col("fault_new_codes").fill_null(0),
+            (
+                pl.col("_raised_n").fill_null(0).cum_sum().over(over)
+                - pl.col("_cleared_n").fill_null(0).cum_sum().over(over)
+            )
+            .cast(pl.UInt32)
+            .alias("faults_active"),
+        )
+    present = set(frame.collect_schema().names())
+    return frame.select([n for n in FEATURE_NAMES if n in present])
+
+
+def _derived() -> list[pl.Expr]:
+    """Ratios, rates, counter health and distance from the joined block columns."""
     hours = pl.col("bucket_hours")
     op = pl.col("operating_hours")
     counter_names = [name for name, _ in COUNTERS]
-    frame = frame.with_columns(
+    return [
         (op / hours).alias("operating_ratio"),
         (pl.col("idle_hours") / hours).alias("idle_ratio"),
         (pl.col("engine_hours") / hours).alias("engine_ratio"),
@@ -230,17 +248,4 @@ def _finish(frame: pl.LazyFrame, clock: _Clock, *, faults: bool) -> pl.LazyFrame
         pl.col("position_count").fill_null(0),
         pl.col("geohash6_cells").fill_null(0),
         pl.col("record_count").fill_null(0),
-    )
-    if faults:
-        frame = frame.with_columns(
-            pl.col("fault_count").fill_null(0),
-            pl.col("fault_new_codes").fill_null(0),
-            (
-                pl.col("_raised_n").fill_null(0).cum_sum().over(over)
-                - pl.col("_cleared_n").fill_null(0).cum_sum().over(over)
-            )
-            .cast(pl.UInt32)
-            .alias("faults_active"),
-        )
-    present = set(frame.collect_schema().names())
-    return frame.select([n for n in FEATURE_NAMES if n in present])
+    ]

@@ -209,7 +209,10 @@ def _identity_block(records: pl.LazyFrame, clock: _Clock, names: list[str]) -> l
     ]
 
 
-def _fault_block(fault_codes: pl.DataFrame | pl.LazyFrame, clock: _Clock) -> list[pl.LazyFrame]:
+def _fault_occurrences(fault_codes: pl.DataFrame | pl.LazyFrame, clock: _Clock) -> pl.LazyFrame:
+    """One row per fault occurrence (machine, code, raise time): the bucket it was raised in
+    (``_b``), the buckets its raise and its clear became known (``_known``, ``_cleared``) and
+    its severity (``_sev``)."""
     fc = _ensure(
         fault_codes.lazy(),
         {
@@ -250,6 +253,11 @@ def _fault_block(fault_codes: pl.DataFrame | pl.LazyFrame, clock: _Clock) -> lis
             .alias("_cleared"),
         )
     )
+    return occurrences
+
+
+def _fault_block(fault_codes: pl.DataFrame | pl.LazyFrame, clock: _Clock) -> list[pl.LazyFrame]:
+    occurrences = _fault_occurrences(fault_codes, clock)
     raised = (
         occurrences.filter(pl.col("_known") == pl.col("_b"))
         .group_by(_M, pl.col("_b").alias(_B))
