@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,6 @@ import polars as pl
 __all__ = [
     "IDENTITY",
     "TIME",
-    "ensure_columns",
     "fit_view",
     "format_number",
     "format_time",
@@ -49,16 +48,6 @@ _NOT_INSIGHTS = frozenset(
         "AccuracyRadius",
     }
 )
-
-
-def ensure_columns(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    """``frame`` with every column of ``schema`` (missing ones added as typed nulls)."""
-    missing = [
-        pl.lit(None, dtype).alias(name)
-        for name, dtype in schema.items()
-        if name not in frame.columns
-    ]
-    return frame.with_columns(missing) if missing else frame
 
 
 def valid_positions(frame: pl.DataFrame) -> pl.DataFrame:
