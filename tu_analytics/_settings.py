@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -168,9 +168,6 @@ class Settings:
         for name in ("bootstrap_servers", "topic", "schema_registry_url"):
             values.setdefault(name, "")
         return cls(**values)
-
-    def with_topic(self, topic: str) -> Settings:
-        return replace(self, topic=topic)
 
     # -- client configurations -----------------------------------------------------------
 
