@@ -129,7 +129,7 @@ class Archiver:
         batch = plan_batch({p: wm.get(p) for p in marks}, marks, targets or {}, self.max_records)
         if batch.count == 0 and not batch.gaps and self._settled(wm, batch):
             return None
-        win = _source.read(self.conn, [r for r in batch.ranges if r.end > r.start])
+        win = self._read([r for r in batch.ranges if r.end > r.start])
         first = _first_offsets(win)
         late_gaps(batch, first, {p: lo for p, (lo, _) in _source.marks(self.conn).items()})
         for g in batch.gaps:
@@ -139,6 +139,11 @@ class Archiver:
         store.commit(_frames(win, batch), planned, new, self.before_main)
         self._tally(result, win, batch)
         return batch
+
+    def _read(self, ranges: list[_source.Range]) -> Window:
+        """Exactly the batch's offsets, decoded (``tu_analytics.spark.archive`` reads them
+        in Spark tasks instead)."""
+        return _source.read(self.conn, ranges)
 
     def _settled(self, wm: dict[L.Key, int | None], batch: Batch) -> bool:
         # Nothing to read, and every partition's watermark is stored (a new or empty

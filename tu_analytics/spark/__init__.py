@@ -24,11 +24,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .._connection import Connection
+from ._archive import archive
+from ._features import feature_table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["register", "window"]
+__all__ = ["archive", "feature_table", "register", "window"]
 
 
 def register(spark: SparkSession) -> None:
