@@ -3,6 +3,7 @@ beyond one machine, "Features")."""
 
 from __future__ import annotations
 
+import time
 import warnings
 from datetime import UTC, datetime, timedelta
 
@@ -23,20 +24,40 @@ def conn(sandbox):
 def _window(conn, start, end):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return conn.window(start, end, progress=False)
+        return conn.window(start, end, progress=False, max_records=None)
+
+
+#: Records written with a Kafka timestamp this far behind the newest are settled (the
+#: sandbox moves some back by seconds to minutes).
+SETTLE = timedelta(minutes=20)
 
 
 @pytest.fixture(scope="module")
 def span(conn) -> tuple[datetime, datetime]:
-    """The busiest 6 h of the backfill (settled, in the past), so the test has data at any
-    hour and weekday, ending on an hour boundary."""
-    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
-    main = _window(conn, now - timedelta(days=3), now).main
-    hours = (main.group_by(pl.col("kafka_timestamp").dt.truncate("1h").alias("h")).len()
-             .sort("h").with_columns(pl.col("len").rolling_sum(6).alias("six")))
-    best = hours.drop_nulls("six").sort("six", "h").row(-1, named=True)
-    end = best["h"] + timedelta(hours=1)
+    """The busiest ≤ 6 h of the backfill that is settled (the sandbox may still be writing
+    its backfill, and its fleet sleeps at night): data at any hour and weekday."""
+    deadline = time.monotonic() + 900
+    while True:
+        now = datetime.now(UTC).replace(microsecond=0)
+        stamps = _window(conn, now - timedelta(days=4), now).main["kafka_timestamp"]
+        settled = stamps.max() - SETTLE  # type: ignore[operator]
+        stamps = stamps.filter(stamps < settled)
+        if stamps.len() >= 3000 or time.monotonic() > deadline:
+            break
+        time.sleep(30)
+    hours = (stamps.dt.truncate("1h").value_counts(name="n").sort("kafka_timestamp")
+             .with_columns(pl.col("n").rolling_sum(6, min_samples=1).alias("six")))
+    best = hours.sort("six", "kafka_timestamp").row(-1, named=True)
+    end = min(best["kafka_timestamp"] + timedelta(hours=1), settled)
     return end - timedelta(hours=6), end
+
+
+def _same_records(spark_df, frame: pl.DataFrame) -> None:
+    """Both sides read the same (partition, offset) set (the backfill may still be growing)."""
+    keys = pl.from_arrow(spark_df.select("partition", "offset").toArrow())
+    assert isinstance(keys, pl.DataFrame)
+    assert keys.sort("partition", "offset").equals(
+        frame.select("partition", "offset").sort("partition", "offset"))
 
 
 def _same(spark_df, want: pl.DataFrame) -> None:
@@ -60,6 +81,8 @@ def test_feature_table_with_faults_equals_polars(spark, conn, span) -> None:
     assert "faults_active" in want.columns
     main = tus.window(spark, conn, start, end, max_records_per_task=5000)
     faults = tus.window(spark, conn, start, end, frame="fault_codes", max_records_per_task=5000)
+    _same_records(main, win.main)
+    _same_records(faults, win.fault_codes)
     got = tus.feature_table(main, "1h", fault_codes=faults, allowed_latency="10m",
                             start=start + timedelta(hours=1), end=end)
     _same(got, want)
@@ -76,6 +99,7 @@ def test_feature_table_open_grid_equals_polars(spark, conn, span) -> None:
     spark.conf.set("spark.sql.session.timeZone", "Asia/Kolkata")  # a half-hour offset
     try:
         main = tus.window(spark, conn, start, end, max_records_per_task=5000)
+        _same_records(main, win.main)
         _same(tus.feature_table(main, timedelta(minutes=30)), want)
     finally:
         spark.conf.set("spark.sql.session.timeZone", "UTC")

@@ -28,6 +28,7 @@ from ..archive.writer import Archiver, RunResult, Say
 from ..formats import Format
 from ..formats import machine_insights as mi
 from ..window import Window, WindowSpec
+from ._features import arrow_udfs
 from ._plan import DEFAULT_MAX_RECORDS_PER_TASK, as_options, settings_from, split
 
 if TYPE_CHECKING:
@@ -100,7 +101,8 @@ class SparkArchiver(Archiver):
         df = self.spark.createDataFrame(
             pieces, "partition int, start long, end long, low long").repartition(len(pieces))
         task = _ReadPieces(as_options(self.conn.settings), self.stall_timeout)
-        rows = df.mapInArrow(task, _OUT).toArrow().to_pylist()
+        with arrow_udfs():
+            rows = df.mapInArrow(task, _OUT).toArrow().to_pylist()
         return _assemble(self.conn, ranges, rows)
 
 

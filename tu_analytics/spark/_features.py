@@ -9,6 +9,9 @@ The output schema is the Polars one, derived on the driver from a lazy plan over
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -111,6 +114,16 @@ def _out_schema(task: _Grouped) -> pl.Schema:
     return built.frame.collect_schema()
 
 
+@contextmanager
+def arrow_udfs() -> Iterator[None]:
+    """Around ``applyInArrow``/``mapInArrow``: PySpark checks the pandas version even for Arrow
+    UDFs and warns about pandas 3, which these functions never use."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                                category=FutureWarning)
+        yield
+
+
 def feature_table(
     df: DataFrame,
     every: str | timedelta = "1h",
@@ -141,10 +154,10 @@ def feature_table(
         task = _with_end(task, df, fault_codes)
     task = replace(task, out_schema=_out_schema(task))
     schema = spark_schema(task.out_schema)
-    if fault_codes is None:
-        return df.groupBy(_M).applyInArrow(task.one, schema)
-    grouped = df.groupBy(_M).cogroup(fault_codes.groupBy(_M))
-    return grouped.applyInArrow(task.two, schema)
+    with arrow_udfs():
+        if fault_codes is None:
+            return df.groupBy(_M).applyInArrow(task.one, schema)
+        return df.groupBy(_M).cogroup(fault_codes.groupBy(_M)).applyInArrow(task.two, schema)
 
 
 def _with_end(task: _Grouped, df: DataFrame, fault_codes: DataFrame | None) -> _Grouped:
@@ -152,13 +165,16 @@ def _with_end(task: _Grouped, df: DataFrame, fault_codes: DataFrame | None) -> _
     from pyspark.sql import functions as F
 
     schema = "last timestamp"
-    if fault_codes is None:
-        lasts = df.groupBy(_M).applyInArrow(task.last_bucket, schema)
-    else:
-        lasts = df.groupBy(_M).cogroup(fault_codes.groupBy(_M)).applyInArrow(
-            task.last_bucket2, schema)
-    row: Any = lasts.agg(F.max("last").alias("last")).toArrow().column("last")[0].as_py()
-    if row is None:  # no data at all: any grid gives no rows
+    with arrow_udfs():
+        if fault_codes is None:
+            lasts = df.groupBy(_M).applyInArrow(task.last_bucket, schema)
+        else:
+            lasts = df.groupBy(_M).cogroup(fault_codes.groupBy(_M)).applyInArrow(
+                task.last_bucket2, schema)
+    # As microseconds since the epoch: no session time zone between Spark and Polars.
+    micros: Any = lasts.agg(F.unix_micros(F.max("last")).alias("us")).collect()[0]["us"]
+    if micros is None:  # no data at all: any grid gives no rows
         return task
-    last = pl.Series([row]).cast(pl.Datetime("ms", "UTC")).dt.offset_by(task.every).item()
+    last_start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros))
+    last = pl.Series([last_start]).dt.offset_by(task.every).item()
     return replace(task, end=last)
