@@ -10,7 +10,7 @@ The output schema is the Polars one, derived on the driver from a lazy plan over
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -49,27 +49,19 @@ class _Grouped:
         assert isinstance(built.frame, pl.DataFrame)
         return built.frame
 
-    def one(self, main: pa.Table) -> pa.Table:
-        return self._arrow(self.table(_frame(main, self.main_schema), None))
+    def _table_of(self, main: pa.Table, faults: pa.Table | None) -> pl.DataFrame:
+        fault_frame = None if faults is None else _frame(faults, self.fault_schema or pl.Schema())
+        return self.table(_frame(main, self.main_schema), fault_frame)
 
-    def two(self, main: pa.Table, faults: pa.Table) -> pa.Table:
-        assert self.fault_schema is not None
-        return self._arrow(self.table(_frame(main, self.main_schema),
-                                      _frame(faults, self.fault_schema)))
+    def arrow(self, main: pa.Table, faults: pa.Table | None) -> pa.Table:
+        """The table of one group's Arrow rows, as Arrow in the Spark schema."""
+        return self._arrow(self._table_of(main, faults))
 
-    def last_bucket(self, main: pa.Table) -> pa.Table:
-        """This machine's last bucket with data (the grid's end when ``end`` is not given)."""
+    def last_bucket(self, main: pa.Table, faults: pa.Table | None) -> pa.Table:
+        """This group's last bucket with data (the grid's end when ``end`` is not given)."""
         import pyarrow as pa
 
-        last = self.table(_frame(main, self.main_schema), None).get_column("bucket_start").max()
-        return pa.table({"last": pa.array([last], pa.timestamp("us", "UTC"))})
-
-    def last_bucket2(self, main: pa.Table, faults: pa.Table) -> pa.Table:
-        import pyarrow as pa
-
-        assert self.fault_schema is not None
-        frame = self.table(_frame(main, self.main_schema), _frame(faults, self.fault_schema))
-        last = frame.get_column("bucket_start").max()
+        last = self._table_of(main, faults).get_column("bucket_start").max()
         return pa.table({"last": pa.array([last], pa.timestamp("us", "UTC"))})
 
     def _arrow(self, frame: pl.DataFrame) -> pa.Table:
@@ -82,6 +74,16 @@ class _Grouped:
         from pyspark.sql.pandas.types import to_arrow_schema
 
         return to_arrow_schema(schema, timezone="UTC").empty_table()
+
+
+def _udf(method: Callable[[pa.Table, pa.Table | None], pa.Table], *, cogrouped: bool
+         ) -> Callable[..., pa.Table]:
+    """``method`` as a grouped (or co-grouped) Arrow UDF. A lambda, because Spark counts a
+    UDF's arguments (``self`` of a bound method included) to decide whether to pass the group
+    key, and reads its annotations (a ``partial`` has them, unresolvable) to infer its kind."""
+    if cogrouped:
+        return lambda main, faults: method(main, faults)
+    return lambda main: method(main, None)
 
 
 def _frame(table: pa.Table, schema: pl.Schema) -> pl.DataFrame:
@@ -156,8 +158,9 @@ def feature_table(
     schema = spark_schema(task.out_schema)
     with arrow_udfs():
         if fault_codes is None:
-            return df.groupBy(_M).applyInArrow(task.one, schema)
-        return df.groupBy(_M).cogroup(fault_codes.groupBy(_M)).applyInArrow(task.two, schema)
+            return df.groupBy(_M).applyInArrow(_udf(task.arrow, cogrouped=False), schema)
+        return df.groupBy(_M).cogroup(fault_codes.groupBy(_M)).applyInArrow(
+            _udf(task.arrow, cogrouped=True), schema)
 
 
 def _with_end(task: _Grouped, df: DataFrame, fault_codes: DataFrame | None) -> _Grouped:
@@ -167,10 +170,10 @@ def _with_end(task: _Grouped, df: DataFrame, fault_codes: DataFrame | None) -> _
     schema = "last timestamp"
     with arrow_udfs():
         if fault_codes is None:
-            lasts = df.groupBy(_M).applyInArrow(task.last_bucket, schema)
+            lasts = df.groupBy(_M).applyInArrow(_udf(task.last_bucket, cogrouped=False), schema)
         else:
             lasts = df.groupBy(_M).cogroup(fault_codes.groupBy(_M)).applyInArrow(
-                task.last_bucket2, schema)
+                _udf(task.last_bucket, cogrouped=True), schema)
     # As microseconds since the epoch: no session time zone between Spark and Polars.
     micros: Any = lasts.agg(F.unix_micros(F.max("last")).alias("us")).collect()[0]["us"]
     if micros is None:  # no data at all: any grid gives no rows
