@@ -134,50 +134,72 @@ def plan(consumer: RecordConsumer, start_ms: int, end_ms: int, lateness_ms: int,
     marks = {p: consumer.watermarks(p, timeout) for p in parts}
     starts = consumer.offsets_for_times(dict.fromkeys(parts, start_ms), timeout)
     ends = consumer.offsets_for_times(dict.fromkeys(parts, end_ms + lateness_ms), timeout)
+    highs = {p: marks[p][1] for p in parts}
+    firsts = settle(consumer, {p: (_found(starts[p], highs[p]), start_ms) for p in parts},
+                    highs, timeout)
     target = end_ms + lateness_ms
-    ranges = []
-    for p in parts:
-        low, high = marks[p]
-        first = high if starts[p] < 0 else min(starts[p], high)
-        last = high if ends[p] < 0 else min(ends[p], high)
-        if first < last < high:
-            last = settle_end(consumer, p, last, high, target, timeout)
-        ranges.append(PartitionRange(p, first, max(first, last), low, high,
-                                     open=last >= high))
+    lasts = settle(consumer, {p: (max(_found(ends[p], highs[p]), firsts[p]), target)
+                              for p in parts}, highs, timeout)
+    ranges = [PartitionRange(p, firsts[p], lasts[p], marks[p][0], highs[p],
+                             open=lasts[p] >= highs[p]) for p in parts]
     return Plan(consumer.topic, start_ms, end_ms, lateness_ms, tuple(ranges), planned_at)
 
 
-def settle_end(consumer: RecordConsumer, partition: int, offset: int, high: int, target: int,
-               timeout: float) -> int:
-    """The offset of the first *record* at or after ``offset`` stamped at or after
-    ``target`` (``high`` if none). The broker's time lookup also counts transaction markers,
-    which are stamped when they are written: behind a forwarding job that caught up on a
-    backlog, a marker stamped "now" follows records stamped hours earlier, and the lookup
-    would end a window there. Reading on to the first real record costs one fetch when the
-    broker's answer was a record already (the usual case)."""
-    consumer.assign({partition: offset})
+#: Records per consume() while settling a plan: usually the first batch answers.
+_PROBE_RECORDS: Final = 2000
+
+
+def _found(offset: int, high: int) -> int:
+    # -1: no record at or after the time, i.e. the range ends at the high watermark.
+    return high if offset < 0 else min(offset, high)
+
+
+def settle(consumer: RecordConsumer, lookups: dict[int, tuple[int, int]],
+           highs: dict[int, int], timeout: float) -> dict[int, int]:
+    """Per partition, the offset of the first *record* at or after ``offset`` stamped at or
+    after ``time`` (``lookups[p] = (offset, time)``; the high watermark if none).
+
+    The broker's time lookup also counts transaction markers, which the broker stamps when
+    it writes them: behind a forwarding job catching up on a backlog, a marker stamped "now"
+    follows records stamped hours earlier, and a window would end (or start) there. Every
+    record before the first one stamped at or after ``time`` is stamped before it, so reading
+    on to that record is exact; when the broker's answer was a record already (the usual
+    case) it costs one fetch for all partitions together."""
+    done = {p: highs[p] for p, (off, _) in lookups.items() if off >= highs[p]}
+    todo = {p: v for p, v in lookups.items() if p not in done}
+    if not todo:
+        return done
+    consumer.assign({p: off for p, (off, _) in todo.items()})
     try:
         last_progress = time.monotonic()
-        while True:
-            batch = consumer.consume(BATCH_RECORDS, 0.5)
-            fatal = [e for e in batch.errors if e.fatal]
-            if fatal:
-                raise WindowError(f"planning topic {consumer.topic!r}: {fatal[0].text}",
-                                  topic=consumer.topic, partition=partition)
+        while todo:
+            batch = consumer.consume(_PROBE_RECORDS, 0.5)
+            _raise_fatal(consumer, batch)
             for q, o, t in zip(batch.partitions, batch.offsets, batch.stamps, strict=True):
-                if q == partition and o >= offset and t >= target:
-                    return o
-            if consumer.position(partition) >= high:
-                return high
+                if q in todo and o >= todo[q][0] and t >= todo[q][1]:
+                    done[q] = o
+                    del todo[q]
+            for q in [q for q in todo if consumer.position(q) >= highs[q]]:
+                done[q] = highs[q]
+                del todo[q]
             if len(batch):
                 last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > timeout:
+            elif todo and time.monotonic() - last_progress > timeout:
+                q = min(todo)
                 raise WindowError(
                     f"no data for {timeout:.0f} s from topic {consumer.topic!r} while "
-                    f"planning partition {partition} ({consumer.last_error()})",
-                    topic=consumer.topic, partition=partition, offsets=(offset, high))
+                    f"planning ({consumer.last_error()})",
+                    topic=consumer.topic, partition=q, offsets=(todo[q][0], highs[q]))
     finally:
-        consumer.unassign([partition])
+        consumer.unassign(list(lookups))
+    return done
+
+
+def _raise_fatal(consumer: RecordConsumer, batch: Batch) -> None:
+    fatal = [e for e in batch.errors if e.fatal]
+    if fatal:
+        raise WindowError(f"planning topic {consumer.topic!r}: {fatal[0].text}",
+                          topic=consumer.topic, partition=fatal[0].partition)
 
 
 # -- chunks ----------------------------------------------------------------------------------

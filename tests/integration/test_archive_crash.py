@@ -10,10 +10,12 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pytest
 from kafka_helpers import read_all
 from polars.testing import assert_frame_equal
 
@@ -38,8 +40,24 @@ def _start(env: dict[str, str], uri: str, *, kill_before_main: bool = False,
     args = ["archive", "run", uri, "--once", "--max-records", str(max_records)]
     cmd = ([sys.executable, "-c", KILL_BEFORE_MAIN, *args] if kill_before_main
            else [sys.executable, "-m", "tu_analytics.cli", *args])
-    return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
+    _PROCS.append(proc)
+    return proc
+
+
+#: Every archiver a test started: stopped and its pipes closed when the test ends.
+_PROCS: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap() -> Iterator[None]:
+    yield
+    while _PROCS:
+        proc = _PROCS.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def test_sigkill_at_random_moments_and_before_commit_keeps_exactly_once(

@@ -55,7 +55,17 @@ def _copy_topic(sandbox, records: list, partitions: int = 1) -> str:
         topic].result()
     _produce(env, topic, [(i % partitions, ts, k, v) for i, (_, _, ts, k, v) in
                           enumerate(records)])
+    _register_subject(sandbox, topic)
     return topic
+
+
+def _register_subject(sandbox, topic: str) -> None:
+    """The topic's value subject, as a producer registers it (windows check it exists)."""
+    from tu_analytics.sandbox.provision import operator_registry_config, schema_text
+
+    with SchemaRegistryClient(operator_registry_config(sandbox.state)) as sr:
+        sr.register_schema(f"{topic}-value",
+                           Schema(schema_text("machine_insights_v1.avsc"), "AVRO"))
 
 
 def _produce(env: dict[str, str], topic: str, rows: list) -> None:
@@ -110,21 +120,26 @@ def _v3(sandbox, topic: str) -> tuple[int, int, str]:
     """Register v2 + a new insight ``TestGauge`` (v3) and a v4 whose ``TestGauge`` holds a
     boolean instead of a double; returns their ids and v3's text."""
     env = sandbox.env(admin=True)
-    client = SchemaRegistryClient({"url": env["TU_SCHEMA_REGISTRY_URL"],
-                                   "basic.auth.user.info": sr_auth(env)})
-    v2 = json.loads(client.get_schema(sandbox.state.schema_ids["insights.2"]).schema_str)
-    v3 = {**v2, "fields": [*v2["fields"], {
-        "name": "TestGauge", "type": ["null", "com.trackunit.streaming.DoubleInsight"],
-        "default": None}]}
-    v4 = {**v2, "fields": [*v2["fields"], {
-        "name": "TestGauge", "type": ["null", "com.trackunit.streaming.BooleanInsight"],
-        "default": None}]}
-    ids = []
-    for s in (v3, v4):
-        # A subject of its own: v4 is incompatible on purpose.
-        ids.append(client.register_schema(f"{topic}-{len(ids)}-value",
-                                          Schema(json.dumps(s), "AVRO")))
+    with SchemaRegistryClient({"url": env["TU_SCHEMA_REGISTRY_URL"],
+                               "basic.auth.user.info": sr_auth(env)}) as client:
+        v2 = json.loads(client.get_schema(sandbox.state.schema_ids["insights.2"]).schema_str)
+        v3 = {**v2, "fields": [*v2["fields"], _gauge("double")]}
+        v4 = {**v2, "fields": [*v2["fields"], _gauge("boolean")]}
+        ids = []
+        for s in (v3, v4):
+            # A subject of its own: v4 is incompatible on purpose.
+            ids.append(client.register_schema(f"{topic}-{len(ids)}-value",
+                                              Schema(json.dumps(s), "AVRO")))
     return ids[0], ids[1], json.dumps(v3)
+
+
+def _gauge(kind: str) -> dict:
+    """A new optional insight ``TestGauge`` in the published layout (value, unit, datetime)."""
+    record = {"type": "record", "name": "TestGaugeInsight", "namespace": "com.trackunit.test",
+              "fields": [{"name": "value", "type": ["null", kind], "default": None},
+                         {"name": "unit", "type": ["null", "string"], "default": None},
+                         {"name": "datetime", "type": ["null", "long"], "default": None}]}
+    return {"name": "TestGauge", "type": ["null", record], "default": None}
 
 
 def _reencode(value: bytes, reader: dict, writer: dict, sid: int, extra: dict) -> bytes:
@@ -144,9 +159,10 @@ def test_three_schema_versions_in_one_table_equal_the_window(sandbox, settled,
     topic = _copy_topic(sandbox, v1 + v2)
     id3, id4, text3 = _v3(sandbox, topic)
     env = sandbox.env(admin=True)
-    client = SchemaRegistryClient({"url": env["TU_SCHEMA_REGISTRY_URL"],
-                                   "basic.auth.user.info": sr_auth(env)})
-    w2 = fastavro.parse_schema(json.loads(client.get_schema(ids["insights.2"]).schema_str))
+    with SchemaRegistryClient({"url": env["TU_SCHEMA_REGISTRY_URL"],
+                               "basic.auth.user.info": sr_auth(env)}) as client:
+        w2 = fastavro.parse_schema(json.loads(client.get_schema(ids["insights.2"]).schema_str))
+        w4 = json.loads(client.get_schema(id4).schema_str)
     r3 = fastavro.parse_schema(json.loads(text3))
     now = int(time.time() * 1000)
     gauge = {"TestGauge": {"value": 42.5, "unit": "bar", "datetime": now}}
@@ -167,7 +183,7 @@ def test_three_schema_versions_in_one_table_equal_the_window(sandbox, settled,
     assert got.filter(pl.col("schema_id") == ids["insights.1"])["TestGauge"].null_count() == 400
     assert got.filter(pl.col("schema_id") == id3)["TestGauge"].to_list() == [42.5] * 300
     # v4 turns the Float64 column TestGauge into a Boolean: the run stops, nothing written.
-    r4 = fastavro.parse_schema(json.loads(client.get_schema(id4).schema_str))
+    r4 = fastavro.parse_schema(w4)
     flag = {"TestGauge": {"value": True, "unit": None, "datetime": now}}
     _produce(env, topic, [(0, now + 1, r[3], _reencode(r[4], r4, w2, id4, flag))
                           for r in v2[:5]])
@@ -201,8 +217,24 @@ def test_retention_gap_is_recorded_with_exact_offsets(sandbox, settled, tmp_path
 
 
 def _run_cli(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*CLI, *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
+    _PROCS.append(proc)
+    return proc
+
+
+#: Every CLI process a test started: stopped and its pipes closed when the test ends.
+_PROCS: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap() -> Iterator[None]:
+    yield
+    while _PROCS:
+        proc = _PROCS.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def test_two_archivers_end_with_one_exact_table(sandbox, settled, tmp_path: Path) -> None:
@@ -210,8 +242,10 @@ def test_two_archivers_end_with_one_exact_table(sandbox, settled, tmp_path: Path
     uri = str(tmp_path / "two")
     conn = sandbox.connect()
     stopped = 0
-    for _ in range(3):  # a race each round; one round nearly always collides
-        procs = [_run_cli(["run", uri, "--once", "--max-records", "500"], env) for _ in range(2)]
+    for _ in range(3):
+        # Small commits keep both archivers busy for many seconds, so that their runs
+        # overlap (start-up alone takes a few seconds) and one of them meets the other.
+        procs = [_run_cli(["run", uri, "--once", "--max-records", "100"], env) for _ in range(2)]
         outs = [(p.wait(timeout=300), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
         for rc, err in outs:
             assert rc in (0, 2), err

@@ -129,7 +129,8 @@ def _read_topic(env: dict[str, str]) -> list[tuple[int, bytes, bytes]]:
     """``(timestamp_ms, key, value)`` of every record of ``env``'s topic, oldest first."""
     topic = env["TU_TOPIC"]
     c = Consumer(_kafka_conf(env, **{"group.id": f"{env['TU_SASL_USERNAME']}.live-kernel-test",
-                                     "enable.auto.commit": False}))
+                                     "enable.auto.commit": False,
+                                     "isolation.level": "read_committed"}))
     try:
         parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
         ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
@@ -141,8 +142,10 @@ def _read_topic(env: dict[str, str]) -> list[tuple[int, bytes, bytes]]:
                 if m.error() or m.partition() not in todo or m.offset() >= ends[m.partition()]:
                     continue
                 out.append((m.timestamp()[1], m.key(), m.value()))
-                if m.offset() + 1 >= ends[m.partition()]:
-                    todo.discard(m.partition())
+            # Transaction markers take offsets no record is delivered at: a partition is done
+            # when the position reached its end, not when offset end - 1 was seen.
+            done = c.position([TopicPartition(topic, p) for p in todo])
+            todo -= {tp.partition for tp in done if tp.offset >= ends[tp.partition]}
         return sorted(out, key=lambda r: r[0])
     finally:
         c.close()

@@ -165,9 +165,9 @@ class Archiver:
         batch = plan_batch({p: wm.get(p) for p in marks}, marks, targets or {}, self.max_records)
         if batch.count == 0 and not batch.gaps and self._settled(wm, batch):
             return None
-        win = _source.read(self.conn, [r for r in batch.ranges if r.end > r.start])
-        late_gaps(batch, _first_offsets(win),
-                  {p: lo for p, (lo, _) in _source.marks(self.conn).items()})
+        win = self._read([r for r in batch.ranges if r.end > r.start])
+        first = _first_offsets(win)
+        late_gaps(batch, first, {p: lo for p, (lo, _) in _source.marks(self.conn).items()})
         for g in batch.gaps:
             self.say(f"RETENTION GAP: partition {g.partition} offsets [{g.start}, {g.end}) were "
                      "deleted by the topic's retention before they were archived")
@@ -178,6 +178,11 @@ class Archiver:
         self._planned = step.planned
         store.commit(_frames(step.win, step.batch), step.planned, step.new, self.before_main)
         self._tally(result, step.win, step.batch)
+
+    def _read(self, ranges: list[_source.Range]) -> Window:
+        """Exactly the batch's offsets, decoded (``tu_analytics.spark.archive`` reads them
+        in Spark tasks instead)."""
+        return _source.read(self.conn, ranges)
 
     def _settled(self, wm: dict[L.Key, int | None], batch: Batch) -> bool:
         # Nothing to read, and every partition's watermark is stored (a new or empty

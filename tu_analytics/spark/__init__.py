@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._connection import Connection
+from ._archive import archive
+from ._features import feature_table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["local_session", "register", "window"]
+__all__ = ["archive", "feature_table", "local_session", "register", "window"]
 
 
 def local_session(cores: int = 2, *, app_name: str = "tu-analytics",
