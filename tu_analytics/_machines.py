@@ -52,7 +52,8 @@ def resolve(requested: Iterable[str], names: dict[str, set[str]]) -> Resolution:
         else:
             unknown.append(name)
     close = {n: _close(n, names) for n in unknown}
-    return Resolution(frozenset(ids), tuple(unknown), close)
+    # Sorted: ``requested`` may be a set, and a warning should read the same every run.
+    return Resolution(frozenset(ids), tuple(sorted(unknown)), close)
 
 
 def _close(name: str, names: dict[str, set[str]]) -> list[str]:
