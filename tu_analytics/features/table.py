@@ -117,7 +117,6 @@ def feature_table(
     if site_radius_m <= 0:
         raise ValueError("site_radius_m must be positive")
     clock = _Clock(duration_string(every), _latency_string(allowed_latency), _RULES)
-    main = _with_sites(main)
     if cutoffs is not None:
         from tu_analytics.features.cutoffs import cutoff_rows
 
@@ -130,14 +129,3 @@ def feature_table(
     if group_size is not None:
         return _grouped(main, fault_codes, clock, grid, site_radius_m, group_size)
     return _build(main, fault_codes, clock, grid, site_radius_m, lazy=lazy)
-
-
-def _with_sites(main: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
-    """A window's frame gains its ``site`` here, over the whole frame: the nearby-city rule
-    reads other machines' rows, so it must not run per machine group. Lazy input (months of
-    an archive) carries ``site`` from upstream if at all."""
-    if isinstance(main, pl.LazyFrame) or "site" in main.columns or "City" not in main.columns:
-        return main
-    from tu_analytics.sites import assign_sites
-
-    return assign_sites(main)
