@@ -137,7 +137,9 @@ class FakeConsumer:
 
     def unassign(self, partitions: Iterable[int]) -> None:
         for p in partitions:
-            self.assigned.pop(p, None)
+            if p not in self.assigned:  # as librdkafka: _INVALID_ARG, not in the assignment
+                raise ValueError(f"partition {p} can't be unassigned: it is not assigned")
+            del self.assigned[p]
 
     def consume(self, max_records: int, timeout: float) -> Batch:
         if self.on_consume is not None:

@@ -169,6 +169,7 @@ def settle(consumer: RecordConsumer, lookups: dict[int, tuple[int, int]],
     todo = {p: v for p, v in lookups.items() if p not in done}
     if not todo:
         return done
+    assigned = list(todo)
     consumer.assign({p: off for p, (off, _) in todo.items()})
     try:
         last_progress = time.monotonic()
@@ -191,7 +192,7 @@ def settle(consumer: RecordConsumer, lookups: dict[int, tuple[int, int]],
                     f"planning ({consumer.last_error()})",
                     topic=consumer.topic, partition=q, offsets=(todo[q][0], highs[q]))
     finally:
-        consumer.unassign(list(lookups))
+        consumer.unassign(assigned)  # only what was assigned: librdkafka refuses the rest
     return done
 
 

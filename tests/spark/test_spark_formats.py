@@ -8,17 +8,18 @@ import warnings
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from confluent_kafka import KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from polars.testing import assert_frame_equal
 
 import tu_analytics.spark as tus
-from tu_analytics import _kafka
+from tu_analytics import _kafka, _pipeline
+from tu_analytics._pipeline import Batch, ConsumeError
 from tu_analytics.errors import WindowError
 from tu_analytics.spark._plan import TaskRange
 from tu_analytics.spark._schema import conform
-from tu_analytics.spark._task import _NoReset
+from tu_analytics.spark._task import raise_if_reset
 
 
 def _polars(conn, start, end):
@@ -59,17 +60,18 @@ def _kafka_conf(env: dict[str, str]) -> dict[str, str]:
 
 
 def _some_records(settings, n: int) -> list[tuple[bytes | None, bytes | None]]:
-    """(key, value) of ``n`` records of the customer's topic, read with the project's fetch."""
-    consumer, errors = _kafka.make_consumer(settings)
+    """(key, value) of ``n`` records of the customer's topic, read with the project's seam."""
+    consumer = _kafka.KafkaConsumer(settings)
     end = int(time.time() * 1000)
+    chunks: list = []
     try:
-        ranges = _kafka.plan(consumer, errors, settings, end - 2 * 86_400_000, end, 10)
-        got = _kafka.fetch(consumer, errors, settings, ranges, start_ms=end - 2 * 86_400_000,
-                           end_ms=end, max_bytes=None, stall_timeout=60).records
+        plan = _pipeline.plan(consumer, end - 2 * 86_400_000, end, 0, timeout=10)
+        _pipeline.read(consumer, plan.ranges, chunks.append, stall_timeout=60)
     finally:
         consumer.close()
-    assert got.height >= n
-    return list(zip(got["key"].head(n), got["value"].head(n), strict=True))
+    pairs = [kv for c in chunks for kv in zip(c.keys, c.values, strict=True)]
+    assert len(pairs) >= n
+    return pairs[:n]
 
 
 def _register_like(env: dict[str, str], source_topic: str, topic: str) -> None:
@@ -110,31 +112,11 @@ def test_range_past_retention_fails_the_job_clearly(spark, sandbox) -> None:
     assert again.count() == len(records) - 400 == _polars(conn, start, end).main.height
 
 
-class _Message:
-    def __init__(self, err: KafkaError | None) -> None:
-        self._err = err
-
-    def error(self) -> KafkaError | None:
-        return self._err
-
-
-class _Consumer:
-    def __init__(self, msgs: list[_Message]) -> None:
-        self.msgs = msgs
-
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[_Message]:
-        return self.msgs
-
-
 def test_offset_reset_mid_read_is_the_retention_error(sandbox) -> None:
     """librdkafka's _AUTO_OFFSET_RESET (retention deleted the next offset while a task read)
     raises the clear error instead of being skipped until the stall timeout."""
     settings = sandbox.settings()
     rng = TaskRange(partition=1, start=10, end=20, low=0)
-    ok = _NoReset(_Consumer([_Message(None), _Message(KafkaError(KafkaError._PARTITION_EOF))]),
-                  settings, rng)
-    assert len(ok.consume(num_messages=5, timeout=0.1)) == 2
-    bad = _NoReset(_Consumer([_Message(KafkaError(KafkaError._AUTO_OFFSET_RESET))]),
-                   settings, rng)
+    raise_if_reset(Batch(errors=[ConsumeError("_PARTITION_EOF", "end")]), settings, rng)
     with pytest.raises(WindowError, match=r"from 10 of partition 1 .* deleted by the topic's"):
-        bad.consume(num_messages=5, timeout=0.1)
+        raise_if_reset(Batch(errors=[ConsumeError("_AUTO_OFFSET_RESET", "gone")]), settings, rng)

@@ -462,3 +462,11 @@ def test_settling_the_end_costs_one_fetch_when_the_lookup_found_a_record() -> No
     fake = topic({0: [T0 + i * MIN for i in range(100)]})
     p = plan(fake, T0, T0 + 30 * MIN, 0, timeout=5)
     assert (p.ranges[0].start, p.ranges[0].end, p.ranges[0].open) == (0, 30, False)
+
+
+def test_planning_unassigns_only_what_it_assigned() -> None:
+    # An empty partition needs no probe; librdkafka refuses to unassign what it never had.
+    fake = topic({0: [T0 + i * MIN for i in range(10)], 1: []})
+    p = plan(fake, T0, T0 + 5 * MIN, 0, timeout=5)
+    assert [(r.start, r.end) for r in p.ranges] == [(0, 5), (0, 0)]
+    assert fake.assigned == {}

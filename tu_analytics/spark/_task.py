@@ -62,6 +62,12 @@ class _NoReset(_kafka.KafkaConsumer):
 
     def consume(self, max_records: int, timeout: float) -> _pipeline.Batch:
         batch = super().consume(max_records, timeout)
-        if any(e.code == "_AUTO_OFFSET_RESET" for e in batch.errors):
-            raise retention_error(self.settings, self._rng, None)
+        raise_if_reset(batch, self.settings, self._rng)
         return batch
+
+
+def raise_if_reset(batch: _pipeline.Batch, settings: Settings, rng: TaskRange) -> None:
+    """librdkafka reports ``_AUTO_OFFSET_RESET`` where retention deleted the next offset of a
+    consumer that may not reset: that is the range's retention error."""
+    if any(e.code == "_AUTO_OFFSET_RESET" for e in batch.errors):
+        raise retention_error(settings, rng, None)
