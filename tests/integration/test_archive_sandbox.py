@@ -33,6 +33,19 @@ from tu_analytics.archive import Archiver
 from tu_analytics.errors import ArchiveError, ArchiveSchemaError
 
 CLI = [sys.executable, "-m", "tu_analytics.cli", "archive"]
+# The real CLI, each of main's commits held back 0.3 s after the other tables are written: two
+# such archivers certainly overlap, and one commits inside the other's window.
+SLOW_MAIN = """
+import sys, time
+from tu_analytics.archive.writer import Archiver
+init = Archiver.__init__
+def patched(self, *a, **k):
+    init(self, *a, **k)
+    self.before_main = lambda: time.sleep(0.3)
+Archiver.__init__ = patched
+from tu_analytics.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def _partial(conn: tu.Connection, uri: str, max_records: int) -> None:
@@ -216,8 +229,10 @@ def test_retention_gap_is_recorded_with_exact_offsets(sandbox, settled, tmp_path
     assert offsets == [*range(300), *range(650, 1000)]  # nothing invented
 
 
-def _run_cli(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
-    proc = subprocess.Popen([*CLI, *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
+def _run_cli(args: list[str], env: dict[str, str], *, slow: bool = False,
+             **kw) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", SLOW_MAIN, "archive", *args] if slow else [*CLI, *args]
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
     _PROCS.append(proc)
     return proc
@@ -243,9 +258,10 @@ def test_two_archivers_end_with_one_exact_table(sandbox, settled, tmp_path: Path
     conn = sandbox.connect()
     stopped = 0
     for _ in range(3):
-        # Small commits keep both archivers busy for many seconds, so that their runs
+        # Slowed commits keep both archivers busy for many seconds, so that their runs
         # overlap (start-up alone takes a few seconds) and one of them meets the other.
-        procs = [_run_cli(["run", uri, "--once", "--max-records", "100"], env) for _ in range(2)]
+        procs = [_run_cli(["run", uri, "--once", "--max-records", "500"], env, slow=True)
+                 for _ in range(2)]
         outs = [(p.wait(timeout=300), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
         for rc, err in outs:
             assert rc in (0, 2), err
