@@ -260,8 +260,15 @@ def test_two_archivers_end_with_one_exact_table(sandbox, settled, tmp_path: Path
     for _ in range(3):
         # Slowed commits keep both archivers busy for many seconds, so that their runs
         # overlap (start-up alone takes a few seconds) and one of them meets the other.
-        procs = [_run_cli(["run", uri, "--once", "--max-records", "500"], env, slow=True)
-                 for _ in range(2)]
+        # The second starts once the first has created the tables: two archivers creating
+        # one new archive at the same instant is another race (noted, not this test's).
+        first = _run_cli(["run", uri, "--once", "--max-records", "500"], env, slow=True)
+        deadline = time.monotonic() + 120
+        while not (Path(uri) / "main" / "_delta_log").is_dir() and first.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        procs = [first, _run_cli(["run", uri, "--once", "--max-records", "500"], env,
+                                 slow=True)]
         outs = [(p.wait(timeout=300), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
         for rc, err in outs:
             assert rc in (0, 2), err
