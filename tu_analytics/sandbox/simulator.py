@@ -2,28 +2,5 @@
 
 from __future__ import annotations
 
-from tu_analytics.sandbox.sim import (
-    DEFAULT_EPOCH,
-    LATE_SHARE,
-    MAX_DELAY_MS,
-    SimConfig,
-    SimFormat,
-    SimRecord,
-    Simulator,
-    clock_offset,
-    geohash,
-    load_schemas,
-)
-
-__all__ = [
-    "DEFAULT_EPOCH",
-    "LATE_SHARE",
-    "MAX_DELAY_MS",
-    "SimConfig",
-    "SimFormat",
-    "SimRecord",
-    "Simulator",
-    "clock_offset",
-    "geohash",
-    "load_schemas",
-]
+from tu_analytics.sandbox.sim import *  # noqa: F403  (the same names: one definition)
+from tu_analytics.sandbox.sim import __all__ as __all__
