@@ -20,7 +20,7 @@ from tu_analytics.widgets import MachineMap, UtilisationView, map_figure, positi
 from tu_analytics.widgets._data import fit_view, last_values, machine_labels, valid_positions
 from tu_analytics.widgets._errors import ErrorBox
 from tu_analytics.widgets.map import STATES, MapOptions, prepare_map
-from tu_analytics.widgets.status import receipt
+from tu_analytics.widgets.status import format_rate, receipt
 
 T0 = datetime(2024, 5, 6, 6, 0, tzinfo=UTC)
 TIME = pl.Datetime("ms", "UTC")
@@ -646,3 +646,6 @@ def test_receipt_rate_counts_records_received_in_the_last_minute() -> None:
     assert got.records_per_s == pytest.approx(4 / 60)
     assert got.last_record == now - timedelta(seconds=1)
     assert receipt(pl.DataFrame(), now=now).records_per_s == 0.0
+    # One record a minute is not "0.0 records/s".
+    assert got.text.startswith("0.067 records/s over the last 60 s")
+    assert [format_rate(r) for r in (0.0, 1 / 60, 3.25, 12.4)] == ["0", "0.017", "3.2", "12"]
