@@ -102,7 +102,14 @@ class MachineMap:
         self._receipt = LiveStatus() if live else None
         self._syncing = False
         self._fitted: frozenset[str] | None = None
+        self._build_controls(color_by, trails)
+        self.widget = self._layout()
+        self._data = _empty(self.options, pl.DataFrame())
+        if frame is not None:
+            self.update(frame)
 
+    def _build_controls(self, color_by: str, trails: bool) -> None:
+        """The filters, the colouring, trails and fit, each wired to redraw the map."""
         self._color_by = ipywidgets.Dropdown(
             options=self._color_options([], color_by),
             value=color_by,
@@ -126,10 +133,6 @@ class MachineMap:
         for control in (self._color_by, self._trails, self._sites, self._oems, self._models):
             control.observe(on_change, names="value")
         self._fit.on_click(self._errors.guard(lambda _: self.fit(), context="fit"))
-        self.widget = self._layout()
-        self._data = _empty(self.options, pl.DataFrame())
-        if frame is not None:
-            self.update(frame)
 
     def _layout(self) -> ipywidgets.VBox:
         return ipywidgets.VBox(
