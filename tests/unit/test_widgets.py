@@ -274,6 +274,32 @@ def test_site_column_is_preferred_over_city(main: pl.DataFrame) -> None:
     assert set(markers(m)) == {"M1"}
 
 
+def test_a_machine_named_only_by_coordinates_joins_the_named_site_beside_it() -> None:
+    """In a short window a machine whose City came before the window is named by its position
+    (57.0°N 9.9°E); on the map it joins the site a neighbour 300 m away names (one ring), while
+    a machine 30 km away keeps its own name."""
+    t0 = datetime(2026, 11, 29, 2, tzinfo=UTC)
+    rows = [  # in receipt order: A3 reports before any City near it is known
+        ("A3", 57.0460, 9.9230, None),  # ~300 m from A1
+        ("F1", 57.3000, 9.9000, None),  # ~28 km north: not the same site
+        ("A1", 57.0480, 9.9187, "Aalborg"),
+        ("A2", 57.0500, 9.9200, "Aalborg"),
+    ]
+    frame = pl.DataFrame(
+        [
+            {"MachineId": m, "kafka_timestamp": t0 + timedelta(minutes=i), "Latitude": lat,
+             "Longitude": lon, "City": city}
+            for i, (m, lat, lon, city) in enumerate(rows)
+        ]
+    )
+    data = prepare_map(frame)
+    sites = dict(data.machines.select("MachineId", "site_text").iter_rows())
+    assert sites["A3"] == "Aalborg"
+    assert sites["F1"] not in ("Aalborg", "–")
+    assert dict(data.sites.select("site", "machines").iter_rows())["Aalborg"] == 3
+    assert "Aalborg" in data.choices["sites"]
+
+
 def test_map_update_mutates_the_same_figure_widget(main: pl.DataFrame) -> None:
     m = MachineMap(main.filter(pl.col("MachineId") == "M2"), live=True)
     fig = m.figure_widget
