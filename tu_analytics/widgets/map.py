@@ -60,6 +60,11 @@ __all__ = [
 ]
 
 
+#: The width plotly.js gives a FigureWidget it draws before the page has laid it out (its
+#: default): the live map's view is fitted to it, so the map fills its plot without bands.
+_LIVE_WIDTH = 700
+
+
 class MachineMap:
     """Latest position per machine on an interactive map, with filters and a colouring choice.
 
@@ -222,7 +227,7 @@ class MachineMap:
         if self._fig is None:
             self._show_static(self._data)
         else:
-            _apply(self._fig, self._data, fit=True)
+            _apply(self._fig, self._data, fit=True, width=_LIVE_WIDTH)
         self._fitted = frozenset(self._data.machines.get_column("MachineId").to_list())
 
     def show_error(self, error: BaseException, *, context: str = "") -> None:
@@ -246,7 +251,7 @@ class MachineMap:
         if self._fig is None:
             self._show_static(data)
         else:
-            _apply(self._fig, data, fit=fit)
+            _apply(self._fig, data, fit=fit, width=_LIVE_WIDTH)
         if fit:
             self._fitted = ids
         if self._receipt is not None:
