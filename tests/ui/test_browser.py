@@ -229,6 +229,7 @@ def test_quickstart_map_at_night_has_context_and_a_working_machine_offline(
         assert _legend_count(plot, "operating") >= 1
         measured = page.locator(".jp-OutputArea-output", has_text="readings measured").inner_text()
         assert int(measured.split()[0]) > 0, measured
+        _code_cell(page, 0).locator(".jp-InputPrompt").click()  # the picture: no cell marked
         map_cell = _code_cell(page, cells - 1)
         map_cell.scroll_into_view_if_needed()
         map_cell.screenshot(path=str(artifacts / "notebook.png"))
@@ -412,10 +413,10 @@ def test_tile_style_offline_shows_a_notice_land_and_every_marker(
             assert notice.is_visible()
             png = page.locator(".js-plotly-plot").screenshot(
                 path=str(artifacts / "tiles-offline.png"))
-            docs_picture("tiles-offline.png")
             counts = colour_pixels(png, {"land": LAND, "water": WATER}, tolerance=6)
             assert counts["land"] > 20_000, counts
             assert counts["water"] > 2_000, counts
         assert any("cartocdn" in url for url in blocked)  # it did try, and failed
     finally:
         context.close()
+    docs_picture("tiles-offline.png")
