@@ -270,24 +270,14 @@ def write_report(
     zone = _page_zone(tz)
     shown = prepare_map(main, now=now, stale_after=stale_after)
     hours = _window_hours(main)
-    zones = _zones(main, tz)
+    machines = _machine_rows(shown, hours, _zones(main, tz), tz, written)
     labels = dict(shown.machines.select("MachineId", "label").iter_rows())
-    rows = _summary_rows(main, shown, summary, tz=tz, written=written)
-    machines = _machine_rows(shown, hours, zones, tz, written)
     charts = utilisation_figures(prepare_utilisation(main, tz=tz, every=every, now=now), height=380)
+    activity = activity_summary(main, now=now, tz=tz) if main.width else "no data"
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style>",
-        _FILE_WORKER_JS,
-        "</head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f'<div class="meta">generated {format_local(written, zone)} by tu-analytics</div>',
-        f'<div class="activity">{html.escape(activity_summary(main, now=now, tz=tz))}</div>'
-        if main.width
-        else '<div class="activity">no data</div>',
+        _head(title, written, zone, activity),
         "<h2>Summary</h2>",
-        _table(rows),
+        _table(_summary_rows(main, shown, summary, tz=tz, written=written)),
         "<h2>Machines on the map</h2>",
         map_figure(shown, map_style=map_style).to_html(full_html=False, include_plotlyjs=True),
         "<h2>Sites</h2>",
@@ -309,3 +299,19 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _head(title: str, written: datetime, zone: str, activity: str) -> str:
+    """The page up to its first section: title, when it was written, the activity sentence."""
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style>",
+            _FILE_WORKER_JS,
+            "</head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+            f'<div class="meta">generated {format_local(written, zone)} by tu-analytics</div>',
+            f'<div class="activity">{html.escape(activity)}</div>',
+        ]
+    )

@@ -1,10 +1,16 @@
 """Fixtures for the browser tier: a real JupyterLab server and headless Chromium.
 
+The browser tier has a sandbox of its own, :data:`NIGHT_CLOCK` on its clock (Sunday 02:00 UTC,
+when every European day site is closed): whatever the real hour, the pages show the fleet of a
+weekend night, and the tests check from the page that machines still work (night shifts, the
+24/7 sites in Australia). The session sandbox keeps the real clock for the other tiers.
+
 The server runs on 127.0.0.1 on a free port with token auth, a temporary root directory and its
 own config, settings, workspace and runtime directories (nothing of the user's Jupyter setup is
-read or written), and the session sandbox's TU_* variables in its environment, so its kernels
-connect to the sandbox. It is started once per module and stopped at the end, kernels included.
-Chromium is Debian's (/usr/bin/chromium), driven by Playwright; screenshots go to artifacts/ui/.
+read or written), and the night sandbox's TU_* variables in its environment, so its kernels
+connect to it. It is started once per module and stopped at the end, kernels included.
+Chromium is Debian's (/usr/bin/chromium), driven by Playwright; screenshots go to artifacts/ui/,
+and with ``TU_DOCS_SCREENSHOTS=1`` (scripts/screenshots) the README's pictures also to docs/.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +36,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "ui"
+DOCS = ROOT / "docs"
+#: The night sandbox's clock: a Sunday, 02:00 UTC (03:00 in Copenhagen and Berlin).
+NIGHT_CLOCK = "2026-11-29T02:00:00Z"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -46,6 +56,69 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
+@pytest.fixture(scope="session")
+def docs_picture(artifacts: Path):
+    """``keep(name)``: copy ``artifacts/ui/<name>`` to ``docs/<name>`` when
+    ``TU_DOCS_SCREENSHOTS=1`` (how scripts/screenshots regenerates the README's pictures)."""
+
+    def keep(name: str) -> None:
+        if os.environ.get("TU_DOCS_SCREENSHOTS") == "1":
+            shutil.copyfile(artifacts / name, DOCS / name)
+
+    return keep
+
+
+@dataclass
+class NightSandbox:
+    root: Path
+    state: object
+
+    def env(self) -> dict[str, str]:
+        """TU_* variables for the first customer, as ``eval "$(tu-analytics sandbox env)"``."""
+        from tu_analytics.sandbox import manager
+
+        return manager.env_vars(root=self.root, customer=None, fmt="insights", admin=False)
+
+
+@pytest.fixture(scope="session")
+def night_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NightSandbox]:
+    """A sandbox of the browser tier's own with :data:`NIGHT_CLOCK` on its clock
+    (``TU_SANDBOX_CLOCK``, read at its first ``up``); 3 days of backfill, about 25 s."""
+    from tu_analytics.sandbox import manager
+    from tu_analytics.sandbox._procs import free_port
+    from tu_analytics.sandbox._state import DEFAULT_PORTS
+    from tu_analytics.sandbox.streamer import CLOCK_ENV
+
+    _check_european_day_sites_closed(NIGHT_CLOCK)
+    root = tmp_path_factory.mktemp("night-sandbox")
+    ports = {name: free_port() for name in DEFAULT_PORTS}
+    old = os.environ.get(CLOCK_ENV)
+    os.environ[CLOCK_ENV] = NIGHT_CLOCK  # inherited by the supervisor and its streamer
+    try:
+        res = manager.up(root=root, ports=ports, backfill_days=3,
+                         say=lambda m: print(m, flush=True))
+    finally:
+        if old is None:
+            os.environ.pop(CLOCK_ENV, None)
+        else:
+            os.environ[CLOCK_ENV] = old
+    try:
+        yield NightSandbox(root, res.state)
+    finally:
+        manager.down(root=root)
+
+
+def _check_european_day_sites_closed(clock: str) -> None:
+    """At ``clock`` the fleet's schedule has no European machine at work but night shifts."""
+    from tu_analytics.sandbox.fleet import build_fleet
+    from tu_analytics.sandbox.simulator import Simulator
+    from tu_analytics.sandbox.streamer import parse_clock
+
+    working = Simulator(build_fleet(7), seed=7).working(parse_clock(clock))
+    europe = {m.type for m in working if m.home_site.tz.startswith("Europe/")}
+    assert europe <= {"generator", "light tower"}, europe
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,13 +134,22 @@ class Lab:
     pid: int
 
     def open_url(self, notebook: str) -> str:
-        return f"{self.url}/lab/tree/{notebook}?token={self.token}"
+        # ``reset``: a fresh workspace, so the notebook opened before is not restored beside it.
+        return f"{self.url}/lab/tree/{notebook}?reset&token={self.token}"
 
-    def api(self, path: str) -> object:
-        req = urllib.request.Request(f"{self.url}{path}",
+    def api(self, path: str, method: str = "GET") -> object:
+        req = urllib.request.Request(f"{self.url}{path}", method=method,
                                      headers={"Authorization": f"token {self.token}"})
         with urllib.request.urlopen(req, timeout=5) as resp:
-            return json.load(resp)
+            body = resp.read()
+        return json.loads(body) if body else None
+
+    def shutdown_kernels(self) -> None:
+        """Stop every kernel (a notebook's live tail included) before the next notebook."""
+        kernels = self.api("/api/kernels")
+        assert isinstance(kernels, list)
+        for kernel in kernels:
+            self.api(f"/api/kernels/{kernel['id']}", method="DELETE")
 
 
 def _write_settings(settings: Path) -> None:
@@ -89,19 +171,19 @@ def _write_settings(settings: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(night_sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("jupyterlab")
     root, settings = base / "root", base / "settings"
     root.mkdir()
     _write_settings(settings)
     port, token = _free_port(), secrets.token_hex(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TU_", "JUPYTER"))}
-    env.update(sandbox.env())
+    env.update(night_sandbox.env())
     env.update({
         "JUPYTER_CONFIG_DIR": str(base / "config"),
         "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
         "IPYTHONDIR": str(base / "ipython"),
-        "TU_SANDBOX_DIR": str(sandbox.root),
+        "TU_SANDBOX_DIR": str(night_sandbox.root),
     })
     log = base / "server.log"
     cmd = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from tu_analytics.widgets import MachineMap
 from tu_analytics.widgets._basemap import LAND, WATER
 
 TIMEOUT_MS = 90_000
+ROOT = Path(__file__).resolve().parents[2]
 
 # Per plotly graph div: its traces and what was drawn of them in SVG.
 PLOTS_JS = """(scope) => {
@@ -98,33 +100,6 @@ def _check_land_pixels(colour_pixels, png: bytes) -> dict[str, int]:
     return counts
 
 
-# -- the notebook in JupyterLab --------------------------------------------------------------------
-
-NOTEBOOK = "fleet.ipynb"
-CELLS = [
-    "import tu_analytics as tu\n"
-    "conn = tu.connect()\n"
-    "win = conn.window(last='24h', progress=False)\n"
-    "print(win.main.height, 'records from', win.main['MachineId'].n_unique(), 'machines')",
-    "from tu_analytics.widgets import MachineMap, UtilisationView\n"
-    "machine_map = MachineMap(win.main)\n"
-    "machine_map",
-    "UtilisationView(win.main, tz='site')",
-    "live_map = MachineMap(win.main, live=True, height=450)\n"
-    "live_map",
-    "print('machines on the map:', machine_map.machines.height)",
-]
-
-
-def _write_notebook(root: Path) -> Path:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                 "language": "python"}
-    path = root / NOTEBOOK
-    nbformat.write(nb, path)
-    return path
-
-
 @contextlib.contextmanager
 def _on_failure(page, shot: Path) -> Iterator[None]:
     """Keep a screenshot and the page's text when a check fails."""
@@ -138,28 +113,54 @@ def _on_failure(page, shot: Path) -> Iterator[None]:
         raise
 
 
-def test_notebook_map_has_land_cities_legend_and_site_counts_offline(
-    lab, browser, colour_pixels, artifacts
-) -> None:
-    _write_notebook(lab.root)
-    # Tall enough for every output to be laid out at once (JupyterLab scrolls inside the page).
-    context = browser.new_context(viewport={"width": 1400, "height": 4200})
+# -- the shipped notebooks in JupyterLab -----------------------------------------------------------
+
+NOTEBOOKS = ROOT / "notebooks"
+ALL_RUN_JS = """([first, n]) => {
+  const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')]
+    .map(p => p.textContent.trim());
+  const ran = prompts.slice(first, first + n);
+  return ran.length === n && ran.every(t => /^\\[\\d+\\]:$/.test(t));
+}"""
+# The live status line once a record arrived in the last minute ("0.017 records/s" and up).
+LIVE_RATE_JS = """() => {
+  const el = document.querySelector('.tu-live-status');
+  const m = el && el.textContent.match(/last record (\\d+) s ago · ([\\d.]+) records\\/s/);
+  return !!m && Number(m[2]) > 0;
+}"""
+OPERATING = re.compile(r"(\d+) of (\d+) machines? operating")
+
+
+def _copy_notebook(lab, name: str) -> int:
+    """Copy a shipped notebook into the server's root; returns its number of code cells."""
+    shutil.copyfile(NOTEBOOKS / name, lab.root / name)
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    return sum(c.cell_type == "code" for c in nb.cells)
+
+
+@contextlib.contextmanager
+def _notebook_page(browser, lab, name: str, artifacts: Path) -> Iterator:
+    """A page with the shipped notebook ``name`` open and its kernel idle, network blocked;
+    on leaving, no page error and no request beyond the server."""
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
     blocked = _offline(context, lab.url)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        with _on_failure(page, artifacts / "notebook-failure.png"):
-            _run_notebook(page, lab)
-            _check_notebook(page, colour_pixels, artifacts)
+        with _on_failure(page, artifacts / f"{Path(name).stem}-failure.png"):
+            _open(page, lab, name)
+            yield page
+            _check_no_error_output(page)
         assert not errors, errors
         assert not blocked, blocked  # nothing asked for the internet
     finally:
         context.close()
+        lab.shutdown_kernels()
 
 
-def _run_notebook(page, lab) -> None:
-    page.goto(lab.open_url(NOTEBOOK))
+def _open(page, lab, name: str) -> None:
+    page.goto(lab.open_url(name))
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=TIMEOUT_MS)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                            timeout=TIMEOUT_MS)
@@ -168,53 +169,24 @@ def _run_notebook(page, lab) -> None:
         dialog.wait_for(timeout=1500)
         dialog.locator(".jp-mod-accept").click()
     page.locator(".jp-Toolbar-kernelName", has_text="Python 3").wait_for(timeout=TIMEOUT_MS)
+
+
+def _run_menu(page, item: str) -> None:
     page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    printed = page.locator(".jp-Notebook .jp-Cell").nth(len(CELLS) - 1).locator(
-        ".jp-OutputArea-output", has_text="machines on the map")
-    printed.wait_for(timeout=TIMEOUT_MS)
-    # The static map, three static charts and the live map.
-    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 5",
-                           timeout=TIMEOUT_MS)
-    page.locator(".tu-live-status").wait_for(timeout=TIMEOUT_MS)
+    page.get_by_role("menuitem", name=item, exact=True).click()
+
+
+def _wait_cells_run(page, first: int, n: int) -> None:
+    """Until code cells ``first`` … ``first + n - 1`` show an execution count."""
+    page.wait_for_function(ALL_RUN_JS, arg=[first, n], timeout=4 * TIMEOUT_MS)
     page.wait_for_timeout(1500)  # let the last frames settle before the screenshots
 
 
-def _check_notebook(page, colour_pixels, artifacts: Path) -> None:
-    printed = page.locator(".jp-OutputArea-output", has_text="machines on the map").first
-    machines = int(printed.inner_text().rsplit(":", 1)[1])
-    page.screenshot(path=str(artifacts / "notebook.png"))
-    plots = page.evaluate(PLOTS_JS, ".jp-Notebook")
-    assert len(plots) == 5, [p["names"] for p in plots]
-    assert all(p["visible"] and p["width"] > 300 and p["height"] > 200 for p in plots)
-    static_map, daily, fleet, heat, live_map = plots
-    # The static map (JupyterLab's plotly renderer, no plotly.js in the notebook) and the live
-    # one (a FigureWidget) both have context and a count per site.
-    for plot in (static_map, live_map):
-        _check_map_has_context(plot, machines)
-        assert not plot["maplibre"]
-    png = page.locator(".jp-Notebook .js-plotly-plot").nth(0).screenshot(
-        path=str(artifacts / "notebook-map.png"))
-    _check_land_pixels(colour_pixels, png)
-    page.locator(".jp-Notebook .js-plotly-plot").nth(4).screenshot(
-        path=str(artifacts / "notebook-live-map.png"))
-    status = page.locator(".tu-live-status").inner_text()
-    assert re.match(r"last record \d+ (s|min|h) ago · [\d.]+ records/s over the last 60 s", status)
+def _code_cell(page, i: int):
+    return page.locator(".jp-Notebook .jp-CodeCell").nth(i)
 
-    # Utilisation: machine × day, the fleet line, hour of day; each from 0, aggregation stated.
-    assert daily["types"] == ["heatmap"]
-    assert daily["heatmapImages"] == 1
-    assert fleet["types"] == ["scatter"]
-    assert heat["types"] == ["heatmap"]
-    assert heat["heatmapImages"] == 1
-    for i, name in enumerate(("daily", "fleet", "hour-of-day"), start=1):
-        page.locator(".jp-Notebook .js-plotly-plot").nth(i).screenshot(
-            path=str(artifacts / f"notebook-{name}.png"))
-    activity = page.locator(".jp-Notebook .widget-html-content",
-                            has_text=re.compile(r"machines? (operating|off)")).first
-    assert re.search(r"(\d+ of \d+ machines operating|all \d+ machines off)",
-                     activity.inner_text())
 
+def _check_no_error_output(page) -> None:
     assert not page.locator(".jp-Notebook .jp-RenderedText[data-mime-type="
                             "'application/vnd.jupyter.error']").count()
     stderr = page.locator(".jp-OutputArea-output[data-mime-type="
@@ -222,15 +194,122 @@ def _check_notebook(page, colour_pixels, artifacts: Path) -> None:
     assert not stderr, f"stderr in the notebook: {stderr}"
 
 
+def _operating(text: str) -> int:
+    """Machines operating, from an activity sentence; fails on "all N machines off"."""
+    found = OPERATING.search(text)
+    assert found, f"nothing operating at the sandbox's night hour: {text!r}"
+    return int(found.group(1))
+
+
+def _legend_count(plot: dict, state: str) -> int:
+    for text in plot["legend"]:
+        found = re.fullmatch(rf"{state} \((\d+)\)", text)
+        if found:
+            return int(found.group(1))
+    raise AssertionError(f"no {state!r} in the legend {plot['legend']}")
+
+
+def test_quickstart_map_at_night_has_context_and_a_working_machine_offline(
+    lab, browser, colour_pixels, artifacts, docs_picture
+) -> None:
+    """01-quickstart, Run All: the map has land, city labels, a legend and a count per site,
+    and at Sunday 02:00 UTC (European day sites closed) its legend still shows machines
+    operating; readings were measured in the last 3 h."""
+    name = "01-quickstart.ipynb"
+    cells = _copy_notebook(lab, name)
+    with _notebook_page(browser, lab, name, artifacts) as page:
+        _run_menu(page, "Run All Cells")
+        _wait_cells_run(page, 0, cells)
+        status = page.locator(".jp-Notebook .widget-html-content",
+                              has_text=re.compile(r"^\d+ machines")).first.inner_text()
+        machines = int(status.split()[0])
+        (plot,) = page.evaluate(PLOTS_JS, ".jp-Notebook")
+        _check_map_has_context(plot, machines)
+        assert not plot["maplibre"]
+        assert _legend_count(plot, "operating") >= 1
+        measured = page.locator(".jp-OutputArea-output", has_text="readings measured").inner_text()
+        assert int(measured.split()[0]) > 0, measured
+        _code_cell(page, 0).locator(".jp-InputPrompt").click()  # the picture: no cell marked
+        map_cell = _code_cell(page, cells - 1)
+        map_cell.scroll_into_view_if_needed()
+        map_cell.screenshot(path=str(artifacts / "notebook.png"))
+        png = page.locator(".jp-Notebook .js-plotly-plot").first.screenshot(
+            path=str(artifacts / "notebook-map.png"))
+        _check_land_pixels(colour_pixels, png)
+    docs_picture("notebook.png")
+
+
+def test_live_map_at_night_shows_records_arriving_offline(
+    lab, browser, colour_pixels, artifacts, docs_picture
+) -> None:
+    """02-live-map, every cell but the last (which stops the tail): the live map has context,
+    and its status line says a record came seconds ago at a rate above zero, at night."""
+    name = "02-live-map.ipynb"
+    cells = _copy_notebook(lab, name)
+    with _notebook_page(browser, lab, name, artifacts) as page:
+        last = _code_cell(page, cells - 1)
+        last.locator(".jp-InputPrompt").click()
+        _run_menu(page, "Run All Above Selected Cell")
+        _wait_cells_run(page, 0, cells - 1)
+        # A record arrives every minute or so at night: wait for one inside the rate's minute.
+        page.wait_for_function(LIVE_RATE_JS, timeout=4 * TIMEOUT_MS, polling=1000)
+        status = page.locator(".tu-live-status").inner_text()
+        ago = int(re.match(r"last record (\d+) s ago", status).group(1))  # type: ignore[union-attr]
+        assert ago < 120, status
+        (plot,) = page.evaluate(PLOTS_JS, ".jp-Notebook")
+        shown = page.locator(".jp-Notebook .widget-html-content",
+                             has_text=re.compile(r"^\d+ machines")).first.inner_text()
+        _check_map_has_context(plot, int(shown.split()[0]))
+        assert _legend_count(plot, "operating") >= 1
+        cell = _code_cell(page, 1)
+        cell.scroll_into_view_if_needed()
+        png = cell.screenshot(path=str(artifacts / "live-map.png"))
+        _check_land_pixels(colour_pixels, png)
+        page.keyboard.press("Control+Enter")  # the last cell: stop, then the static figure
+        _wait_cells_run(page, cells - 1, 1)
+        assert len(page.evaluate(PLOTS_JS, ".jp-Notebook")) == 2
+    docs_picture("live-map.png")
+
+
+def test_utilisation_at_night_counts_operating_hours(
+    lab, browser, artifacts, docs_picture
+) -> None:
+    """03-utilisation, Run All: machine × day, fleet and hour-of-day charts from 0, and at
+    Sunday 02:00 UTC the view says machines operate and the last local day has hours > 0."""
+    name = "03-utilisation.ipynb"
+    cells = _copy_notebook(lab, name)
+    with _notebook_page(browser, lab, name, artifacts) as page:
+        _run_menu(page, "Run All Cells")
+        _wait_cells_run(page, 0, cells)
+        daily, fleet, heat = page.evaluate(PLOTS_JS, ".jp-Notebook")
+        assert daily["types"] == heat["types"] == ["heatmap"]
+        assert daily["heatmapImages"] == heat["heatmapImages"] == 1
+        assert fleet["types"] == ["scatter"]
+        activity = page.locator(".jp-Notebook .widget-html-content",
+                                has_text=OPERATING).first.inner_text()
+        assert _operating(activity) >= 1
+        # What the heatmap holds in the page (its hover data): hours per machine × local day.
+        last_day = page.evaluate("""() => {
+          const gd = document.querySelector('.jp-Notebook .js-plotly-plot');
+          const z = gd.calcdata[0][0].z;  // what was drawn (the JSON may hold base64 arrays)
+          return Array.from(z, row => Number(row[row.length - 1]));
+        }""")
+        assert max(last_day) > 0, last_day
+        cell = _code_cell(page, 1)
+        cell.scroll_into_view_if_needed()
+        cell.screenshot(path=str(artifacts / "utilisation.png"))
+    docs_picture("utilisation.png")
+
+
 # -- the demo's HTML report ------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def demo_report(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``tu-analytics demo`` against the session sandbox (already up, so demo reuses it)."""
+def demo_report(night_sandbox, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tu-analytics demo`` against the night sandbox (already up, so demo reuses it)."""
     out = tmp_path_factory.mktemp("demo") / "report.html"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TU_")}
-    env["TU_SANDBOX_DIR"] = str(sandbox.root)
+    env["TU_SANDBOX_DIR"] = str(night_sandbox.root)
     res = subprocess.run([sys.executable, "-m", "tu_analytics.cli", "demo", "-o", str(out)],
                          env=env, capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr
@@ -241,8 +320,10 @@ def demo_report(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_demo_report_from_file_has_context_offline(
-    browser, demo_report, colour_pixels, artifacts
+    browser, demo_report, colour_pixels, artifacts, docs_picture
 ) -> None:
+    """The demo's report from file://, at Sunday 02:00 UTC: map with context, sites, machines,
+    faults, utilisation; and machines operating, with operating hours, in the page's text."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     blocked = _offline(context, "file:")
     page = context.new_page()
@@ -270,16 +351,43 @@ def test_demo_report_from_file_has_context_offline(
             site_rows = page.locator("h2:has-text('Sites') + table tr").count() - 1
             assert site_rows == len(themap["siteCounts"])
             assert page.locator("h2:has-text('Machines') + table tr").count() - 1 == machines
-            assert re.search(r"(ago|machines)", page.locator(".activity").inner_text())
+            _check_report_shows_work(page, themap)
             page.screenshot(path=str(artifacts / "report.png"), full_page=True)
         assert not errors, errors
         assert not blocked, blocked  # the report asks nothing of the network
     finally:
         context.close()
+    docs_picture("report.png")
+
+
+def _grid_rows(page, heading: str) -> list[dict[str, str]]:
+    table = page.locator(f"h2:has-text('{heading}') + table")
+    header = table.locator("tr").first.locator("th").all_inner_texts()
+    return [dict(zip(header, row.locator("td").all_inner_texts(), strict=True))
+            for row in table.locator("tr").all()[1:]]
+
+
+def _hours(text: str) -> float:
+    return float(text.replace(",", "").removesuffix("h").strip() or 0) if text != "–" else 0.0
+
+
+def _check_report_shows_work(page, themap: dict) -> None:
+    """Something works at the night hour, as the page says it: the activity sentence, the map's
+    legend, the sites' operating hours and an operating machine with hours in the window."""
+    operating = _operating(page.locator(".activity").inner_text())
+    assert operating >= 1
+    assert _legend_count(themap, "operating") == operating
+    sites = _grid_rows(page, "Sites")
+    assert sum(int(r["operating"]) for r in sites) == operating
+    assert sum(_hours(r["operating hours in window"]) for r in sites) > 0
+    machines = _grid_rows(page, "Machines")
+    working = [r for r in machines if r["state"] == "operating"]
+    assert len(working) == operating
+    assert any(_hours(r["hours in window"]) > 0 for r in working), working
 
 
 def test_tile_style_offline_shows_a_notice_land_and_every_marker(
-    browser, colour_pixels, artifacts, tmp_path: Path
+    browser, colour_pixels, artifacts, docs_picture, tmp_path: Path
 ) -> None:
     """A tile style whose tiles cannot load: a visible notice, the base layer and all markers."""
     t0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -311,3 +419,4 @@ def test_tile_style_offline_shows_a_notice_land_and_every_marker(
         assert any("cartocdn" in url for url in blocked)  # it did try, and failed
     finally:
         context.close()
+    docs_picture("tiles-offline.png")

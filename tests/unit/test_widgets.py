@@ -20,7 +20,7 @@ from tu_analytics.widgets import MachineMap, UtilisationView, map_figure, positi
 from tu_analytics.widgets._data import fit_view, last_values, machine_labels, valid_positions
 from tu_analytics.widgets._errors import ErrorBox
 from tu_analytics.widgets.map import STATES, MapOptions, prepare_map
-from tu_analytics.widgets.status import receipt
+from tu_analytics.widgets.status import format_rate, receipt
 
 T0 = datetime(2024, 5, 6, 6, 0, tzinfo=UTC)
 TIME = pl.Datetime("ms", "UTC")
@@ -272,6 +272,32 @@ def test_site_column_is_preferred_over_city(main: pl.DataFrame) -> None:
     assert m._sites.description == "Site"
     m.set_options(sites=("North",))
     assert set(markers(m)) == {"M1"}
+
+
+def test_a_machine_named_only_by_coordinates_joins_the_named_site_beside_it() -> None:
+    """In a short window a machine whose City came before the window is named by its position
+    (57.0°N 9.9°E); on the map it joins the site a neighbour 300 m away names (one ring), while
+    a machine 30 km away keeps its own name."""
+    t0 = datetime(2026, 11, 29, 2, tzinfo=UTC)
+    rows = [  # in receipt order: A3 reports before any City near it is known
+        ("A3", 57.0460, 9.9230, None),  # ~300 m from A1
+        ("F1", 57.3000, 9.9000, None),  # ~28 km north: not the same site
+        ("A1", 57.0480, 9.9187, "Aalborg"),
+        ("A2", 57.0500, 9.9200, "Aalborg"),
+    ]
+    frame = pl.DataFrame(
+        [
+            {"MachineId": m, "kafka_timestamp": t0 + timedelta(minutes=i), "Latitude": lat,
+             "Longitude": lon, "City": city}
+            for i, (m, lat, lon, city) in enumerate(rows)
+        ]
+    )
+    data = prepare_map(frame)
+    sites = dict(data.machines.select("MachineId", "site_text").iter_rows())
+    assert sites["A3"] == "Aalborg"
+    assert sites["F1"] not in ("Aalborg", "–")
+    assert dict(data.sites.select("site", "machines").iter_rows())["Aalborg"] == 3
+    assert "Aalborg" in data.choices["sites"]
 
 
 def test_map_update_mutates_the_same_figure_widget(main: pl.DataFrame) -> None:
@@ -646,3 +672,6 @@ def test_receipt_rate_counts_records_received_in_the_last_minute() -> None:
     assert got.records_per_s == pytest.approx(4 / 60)
     assert got.last_record == now - timedelta(seconds=1)
     assert receipt(pl.DataFrame(), now=now).records_per_s == 0.0
+    # One record a minute is not "0.0 records/s".
+    assert got.text.startswith("0.067 records/s over the last 60 s")
+    assert [format_rate(r) for r in (0.0, 1 / 60, 3.25, 12.4)] == ["0", "0.017", "3.2", "12"]

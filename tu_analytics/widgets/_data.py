@@ -20,6 +20,7 @@ import polars as pl
 __all__ = [
     "IDENTITY",
     "TIME",
+    "empty_note",
     "fit_view",
     "format_number",
     "format_time",
@@ -177,6 +178,27 @@ def fit_view(
     z_lon = math.log2(width * 360 / (512 * lon_span))
     z_lat = math.log2(height * 360 * coslat / (512 * lat_span))
     return centre, float(min(max(min(z_lon, z_lat), 0.5), 14.0))
+
+
+def empty_note(fig: Any, text: str | None) -> None:
+    """Set (``text``) or clear (None) the note a chart shows in its middle when it has nothing
+    to draw; other annotations are kept. One look for every widget's empty state."""
+    notes = [a for a in fig.layout.annotations if a.name != "empty"]
+    if text:
+        notes.append(
+            go.layout.Annotation(
+                name="empty",
+                text=text,
+                xref="paper",
+                yref="paper",
+                x=0.5,
+                y=0.5,
+                showarrow=False,
+                font={"size": 14, "color": "#444"},
+                bgcolor="rgba(255,255,255,0.9)",
+            )
+        )
+    fig.layout.annotations = notes
 
 
 def static_bundle(fig: go.Figure) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from tu_analytics.sites import assign_sites
+from tu_analytics.sites import assign_sites, position_label
 from tu_analytics.utilisation import machine_state
 from tu_analytics.widgets._data import (
     IDENTITY,
@@ -213,7 +213,8 @@ def prepare_map(
     if frame.is_empty() or "MachineId" not in frame.columns:
         return _empty(options, frame)
     site = site_column(frame)
-    if site is None or site == "City":
+    assigned = site is None or site == "City"
+    if assigned:
         frame, site = assign_sites(frame), "site"
     state = machine_state(frame, now=now, stale_after=stale_after).select(
         "MachineId", "state", "last_seen"
@@ -223,6 +224,8 @@ def prepare_map(
     keep = ("MachineId", "Latitude", "Longitude", "Location_datetime", "kafka_timestamp")
     positions = valid_positions(frame.select(c for c in keep if c in frame.columns))
     latest = _latest_positions(positions)
+    if assigned and site is not None:
+        known = _named_by_neighbours(known, latest, site)
     choices = {
         "sites": _distinct(known, site),
         "oems": _distinct(known, "OEMName"),
@@ -244,6 +247,56 @@ def prepare_map(
         choices=choices,
         without_position=known.height - known.join(latest, on="MachineId", how="semi").height,
         sites=sites,
+    )
+
+
+#: Machines this close (degrees of latitude, ~2 km) to a machine of a named site share its name.
+_NEAR_DEG = 0.02
+
+
+def _named_by_neighbours(known: pl.DataFrame, latest: pl.DataFrame, site: str) -> pl.DataFrame:
+    """A machine whose site is only its coordinates (:func:`~tu_analytics.sites.position_label`:
+    no City known near it *by its rows' time*) takes the site of the nearest machine within
+    ~2 km whose site has a name. The map shows the fleet's latest state, so a City reported
+    anywhere in the frame may name it; one site is then one ring, not two overlapping ones."""
+    placed = known.select("MachineId", site).join(
+        latest.select("MachineId", "Latitude", "Longitude"), on="MachineId", how="inner"
+    )
+    if placed.is_empty():
+        return known
+    coords = pl.Series(
+        [position_label(a, o) for a, o in placed.select("Latitude", "Longitude").iter_rows()],
+        dtype=pl.String,
+    )
+    bare = placed.with_columns(coords.alias("__coords")).select(
+        "MachineId", "Latitude", "Longitude", (pl.col(site) == pl.col("__coords")).alias("bare")
+    )
+    named = placed.join(bare.filter(pl.col("bare")), on="MachineId", how="anti").filter(
+        pl.col(site).is_not_null()
+    )
+    near = (
+        bare.filter(pl.col("bare"))
+        .join(
+            named.select(
+                pl.col(site).alias("__name"),
+                pl.col("Latitude").alias("__lat"),
+                pl.col("Longitude").alias("__lon"),
+            ),
+            how="cross",
+        )
+        .with_columns(
+            dy=pl.col("__lat") - pl.col("Latitude"),
+            dx=(pl.col("__lon") - pl.col("Longitude")) * pl.col("Latitude").radians().cos(),
+        )
+        .filter((pl.col("dy").abs() <= _NEAR_DEG) & (pl.col("dx").abs() <= _NEAR_DEG))
+        .sort(pl.col("dy") ** 2 + pl.col("dx") ** 2, "__name")
+        .unique("MachineId", keep="first")
+        .select("MachineId", "__name")
+    )
+    return (
+        known.join(near, on="MachineId", how="left")
+        .with_columns(pl.coalesce("__name", site).alias(site))
+        .drop("__name")
     )
 
 

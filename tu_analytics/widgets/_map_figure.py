@@ -25,7 +25,7 @@ from tu_analytics.widgets._basemap import (
     tile_style,
     trace_styles,
 )
-from tu_analytics.widgets._data import fit_view
+from tu_analytics.widgets._data import empty_note, fit_view
 from tu_analytics.widgets._map_data import (
     _CUSTOM,
     STATE_COLOURS,
@@ -114,35 +114,39 @@ def _overlay_traces(tiles: bool) -> list[go.Scatter | go.Scattermap]:
     ]
 
 
+def _machine_traces(tiles: bool) -> list[go.Scatter | go.Scattermap]:
+    """The trails, then one trace per state (in draw order)."""
+    trails = _trace(
+        tiles,
+        name="trails",
+        mode="lines",
+        hoverinfo="skip",
+        showlegend=False,
+        line={"width": 2, "color": "rgba(60,90,140,0.45)"},
+        connectgaps=False,
+    )
+    return [
+        trails,
+        *(
+            _trace(
+                tiles,
+                name=state,
+                mode="markers",
+                legendgroup="state",
+                legendrank=1000 + STATES.index(state),
+                marker={"size": 11, "color": STATE_COLOURS[state]},
+                hovertemplate=_HOVER + "<extra></extra>",
+            )
+            for state in _DRAW_ORDER
+        ),
+    ]
+
+
 def _base_figure(map_style: str | dict[str, Any], height: int) -> go.Figure:
     tiles = is_tile_style(map_style)
     styles = trace_styles()
     traces = [_trace(tiles, **styles[name]) for name in ("land", "borders", "places")]
-    traces.append(
-        _trace(
-            tiles,
-            name="trails",
-            mode="lines",
-            hoverinfo="skip",
-            showlegend=False,
-            line={"width": 2, "color": "rgba(60,90,140,0.45)"},
-            connectgaps=False,
-        )
-    )
-    traces += [
-        _trace(
-            tiles,
-            name=state,
-            mode="markers",
-            legendgroup="state",
-            legendrank=1000 + STATES.index(state),
-            marker={"size": 11, "color": STATE_COLOURS[state]},
-            hovertemplate=_HOVER + "<extra></extra>",
-        )
-        for state in _DRAW_ORDER
-    ]
-    traces += _overlay_traces(tiles)
-    fig = go.Figure(data=traces)
+    fig = go.Figure(data=[*traces, *_machine_traces(tiles), *_overlay_traces(tiles)])
     fig.update_layout(
         height=height,
         margin={"l": 0, "r": 0, "t": 30, "b": 0},
@@ -346,22 +350,7 @@ def _apply(fig: Any, data: MapData, *, fit: bool, width: int = 900) -> None:
             customdata=s.get_column("hover").to_list(),
             marker={"size": [20 + min(n, 8) for n in s.get_column("machines").to_list()]},
         )
-        annotations = [a for a in fig.layout.annotations if a.name != "empty"]
-        if m.is_empty():
-            annotations.append(
-                go.layout.Annotation(
-                    name="empty",
-                    text="no machine with a position in this data",
-                    xref="paper",
-                    yref="paper",
-                    x=0.5,
-                    y=0.5,
-                    showarrow=False,
-                    font={"size": 14, "color": "#444"},
-                    bgcolor="rgba(255,255,255,0.85)",
-                )
-            )
-        fig.layout.annotations = annotations
+        empty_note(fig, "no machine with a position in this data" if m.is_empty() else None)
         if fit:
             height = int(fig.layout.height or 600) - 40  # the legend's row
             view = _view(data, aspect=width / max(height, 100))

@@ -60,6 +60,11 @@ __all__ = [
 ]
 
 
+#: The width plotly.js gives a FigureWidget it draws before the page has laid it out (its
+#: default): the live map's view is fitted to it, so the map fills its plot without bands.
+_LIVE_WIDTH = 700
+
+
 class MachineMap:
     """Latest position per machine on an interactive map, with filters and a colouring choice.
 
@@ -102,7 +107,14 @@ class MachineMap:
         self._receipt = LiveStatus() if live else None
         self._syncing = False
         self._fitted: frozenset[str] | None = None
+        self._build_controls(color_by, trails)
+        self.widget = self._layout()
+        self._data = _empty(self.options, pl.DataFrame())
+        if frame is not None:
+            self.update(frame)
 
+    def _build_controls(self, color_by: str, trails: bool) -> None:
+        """The filters, the colouring, trails and fit, each wired to redraw the map."""
         self._color_by = ipywidgets.Dropdown(
             options=self._color_options([], color_by),
             value=color_by,
@@ -126,10 +138,6 @@ class MachineMap:
         for control in (self._color_by, self._trails, self._sites, self._oems, self._models):
             control.observe(on_change, names="value")
         self._fit.on_click(self._errors.guard(lambda _: self.fit(), context="fit"))
-        self.widget = self._layout()
-        self._data = _empty(self.options, pl.DataFrame())
-        if frame is not None:
-            self.update(frame)
 
     def _layout(self) -> ipywidgets.VBox:
         return ipywidgets.VBox(
@@ -219,7 +227,7 @@ class MachineMap:
         if self._fig is None:
             self._show_static(self._data)
         else:
-            _apply(self._fig, self._data, fit=True)
+            _apply(self._fig, self._data, fit=True, width=_LIVE_WIDTH)
         self._fitted = frozenset(self._data.machines.get_column("MachineId").to_list())
 
     def show_error(self, error: BaseException, *, context: str = "") -> None:
@@ -243,7 +251,7 @@ class MachineMap:
         if self._fig is None:
             self._show_static(data)
         else:
-            _apply(self._fig, data, fit=fit)
+            _apply(self._fig, data, fit=fit, width=_LIVE_WIDTH)
         if fit:
             self._fitted = ids
         if self._receipt is not None:

@@ -15,7 +15,7 @@ import anywidget
 import polars as pl
 import traitlets
 
-__all__ = ["LiveStatus", "Receipt", "receipt"]
+__all__ = ["LiveStatus", "Receipt", "format_rate", "receipt"]
 
 #: Records per second are counted over this many seconds before the latest update.
 RATE_WINDOW_S = 60.0
@@ -58,8 +58,16 @@ class Receipt:
 
     @property
     def text(self) -> str:
-        rate = f"{self.records_per_s:.1f} records/s over the last {self.window_s:.0f} s"
+        rate = f"{format_rate(self.records_per_s)} records/s over the last {self.window_s:.0f} s"
         return f"{rate} (at {self.as_of.strftime('%H:%M:%S')} UTC)"
+
+
+def format_rate(per_s: float) -> str:
+    """Records per second for people: two significant digits below 10, so a quiet fleet's one
+    record a minute reads "0.017", not "0.0"; "0" only when nothing arrived."""
+    if per_s == 0:
+        return "0"
+    return f"{per_s:.2g}" if per_s < 10 else f"{per_s:.0f}"
 
 
 def receipt(

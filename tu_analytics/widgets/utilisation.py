@@ -30,7 +30,7 @@ from tu_analytics.utilisation import (
     fleet_utilisation,
     hour_of_day,
 )
-from tu_analytics.widgets._data import machine_labels, static_bundle, view_bundle
+from tu_analytics.widgets._data import empty_note, machine_labels, static_bundle, view_bundle
 from tu_analytics.widgets._errors import ErrorBox
 from tu_analytics.widgets.status import LiveStatus
 
@@ -195,25 +195,6 @@ def _grid(frame: pl.DataFrame, column: str, value: str, columns: list[str]) -> p
     )
 
 
-def _empty_note(fig: Any, text: str | None) -> None:
-    notes = [a for a in fig.layout.annotations if a.name != "empty"]
-    if text:
-        notes.append(
-            go.layout.Annotation(
-                name="empty",
-                text=text,
-                xref="paper",
-                yref="paper",
-                x=0.5,
-                y=0.5,
-                showarrow=False,
-                font={"size": 14, "color": "#444"},
-                bgcolor="rgba(255,255,255,0.9)",
-            )
-        )
-    fig.layout.annotations = notes
-
-
 def _apply_daily(fig: Any, data: UtilisationData, base_height: int) -> None:
     d = data.daily
     days = sorted({str(v) for v in d.get_column("date").to_list()})
@@ -236,7 +217,7 @@ def _apply_daily(fig: Any, data: UtilisationData, base_height: int) -> None:
             "font": {"size": 14},
         }
         fig.layout.height = max(base_height, _ROW_PX * op.height + 140)
-        _empty_note(fig, None if top > 0 else data.summary)
+        empty_note(fig, None if top > 0 else data.summary)
 
 
 def _apply_fleet(fig: Any, data: UtilisationData) -> None:
@@ -257,7 +238,7 @@ def _apply_fleet(fig: Any, data: UtilisationData) -> None:
         fig.data[0].update(x=local.to_numpy(), y=y, customdata=custom)
         fig.layout.xaxis.title = f"bucket start ({zone}, every {data.every})"
         fig.layout.yaxis.range = [0, max(10.0, min(100.0, top * 1.15))]
-        _empty_note(fig, None if top > 0 else data.summary)
+        empty_note(fig, None if top > 0 else data.summary)
 
 
 def _apply_hours(fig: Any, data: UtilisationData, base_height: int) -> None:
@@ -275,7 +256,7 @@ def _apply_hours(fig: Any, data: UtilisationData, base_height: int) -> None:
             "font": {"size": 14},
         }
         fig.layout.height = max(base_height, _ROW_PX * wide.height + 140)
-        _empty_note(fig, None if top > 0 else data.summary)
+        empty_note(fig, None if top > 0 else data.summary)
 
 
 def _apply(figs: dict[str, Any], data: UtilisationData, *, base_height: int) -> None:
