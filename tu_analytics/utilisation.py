@@ -16,6 +16,7 @@ denominators used here are stated on each function.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -321,19 +322,9 @@ def machine_state(
     time_cols = [
         c for c, t in schema.items() if c.endswith("_datetime") and isinstance(t, pl.Datetime)
     ]
-    if now is None:
-        as_of = lf.select(pl.col("kafka_timestamp").cast(TIME).max()).collect().item()
-        if as_of is None:
-            as_of = (
-                lf.select(pl.max_horizontal([pl.col(c).cast(TIME) for c in time_cols]).max())
-                .collect()
-                .item()
-            )
-    else:
-        as_of = now
+    as_of = _as_of(lf, time_cols) if now is None else now
     now_lit = pl.lit(as_of).cast(TIME) if as_of is not None else pl.lit(None, dtype=TIME)
     cutoff = now_lit.dt.offset_by(f"-{step}")
-
     known = lf.filter(
         pl.col("kafka_timestamp").is_null() | (pl.col("kafka_timestamp").cast(TIME) <= now_lit)
     )
@@ -344,29 +335,11 @@ def machine_state(
         .max()
         .alias("last_seen")
     )
-
-    def growing(counter: str, name: str) -> pl.LazyFrame:
-        # Readings measured after ``now`` are not known yet.
-        ts = f"{counter}_datetime"
-        past = known.filter(pl.col(ts).cast(TIME) <= now_lit)
-        last = (
-            counter_deltas(past, counter)
-            .sort("MachineId", "end")
-            .group_by("MachineId")
-            .agg(pl.all().last())
-        )
-        ok = (
-            (pl.col("end") >= cutoff)
-            & ~pl.col("reset")
-            & ~pl.col("gap")
-            & (pl.col("delta") >= threshold * pl.col("elapsed_hours"))
-        )
-        return last.select("MachineId", ok.alias(name))
-
+    grows = _Growth(known, now_lit, cutoff, threshold)
     out = (
         seen.filter(pl.col("MachineId").is_not_null())
-        .join(growing(IDLE, "_idle"), on="MachineId", how="left")
-        .join(growing(OPERATING, "_op"), on="MachineId", how="left")
+        .join(grows.last_interval(IDLE, "_idle"), on="MachineId", how="left")
+        .join(grows.last_interval(OPERATING, "_op"), on="MachineId", how="left")
         .select(
             "MachineId",
             pl.when(pl.col("last_seen").is_null() | (pl.col("last_seen") < cutoff))
@@ -382,6 +355,46 @@ def machine_state(
         .sort("MachineId")
     )
     return out.collect()
+
+
+def _as_of(lf: pl.LazyFrame, time_cols: list[str]) -> datetime | None:
+    """The moment a frame was complete: its newest receipt time, else its newest measurement."""
+    as_of: datetime | None = lf.select(pl.col("kafka_timestamp").cast(TIME).max()).collect().item()
+    if as_of is None and time_cols:
+        as_of = (
+            lf.select(pl.max_horizontal([pl.col(c).cast(TIME) for c in time_cols]).max())
+            .collect()
+            .item()
+        )
+    return as_of
+
+
+@dataclass(frozen=True)
+class _Growth:
+    """Rule 2 of :func:`machine_state`: whether a counter's last interval is growing."""
+
+    known: pl.LazyFrame
+    now: pl.Expr
+    cutoff: pl.Expr
+    threshold: float
+
+    def last_interval(self, counter: str, name: str) -> pl.LazyFrame:
+        """``MachineId, <name>``: the counter's last known interval grew at the threshold rate."""
+        # Readings measured after ``now`` are not known yet.
+        past = self.known.filter(pl.col(f"{counter}_datetime").cast(TIME) <= self.now)
+        last = (
+            counter_deltas(past, counter)
+            .sort("MachineId", "end")
+            .group_by("MachineId")
+            .agg(pl.all().last())
+        )
+        ok = (
+            (pl.col("end") >= self.cutoff)
+            & ~pl.col("reset")
+            & ~pl.col("gap")
+            & (pl.col("delta") >= self.threshold * pl.col("elapsed_hours"))
+        )
+        return last.select("MachineId", ok.alias(name))
 
 
 def last_operating(main: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
