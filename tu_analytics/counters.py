@@ -182,10 +182,17 @@ def counter_deltas(
         if "kafka_timestamp" in names
         else pl.lit(None, dtype=TIME)
     )
-    readings = (
+    out = _intervals(_readings(lf, by, counter, received), by, rate, tol)
+    return out.collect() if eager else out
+
+
+def _readings(lf: pl.LazyFrame, by: str, counter: str, received: pl.Expr) -> pl.LazyFrame:
+    """Rules 1–2 of :func:`counter_deltas`: ``by, _t, _v, _k``, one reading per ``(by, _t)``,
+    the first received, sorted by machine and measurement time."""
+    return (
         lf.select(
             pl.col(by),
-            pl.col(time_col).cast(TIME).alias("_t"),
+            pl.col(f"{counter}_datetime").cast(TIME).alias("_t"),
             pl.col(counter).cast(pl.Float64).alias("_v"),
             received.alias("_k"),
         )
@@ -198,10 +205,15 @@ def counter_deltas(
             | (pl.col("_t") != pl.col("_t").shift(1)).fill_null(value=True)
         )
     )
+
+
+def _intervals(readings: pl.LazyFrame, by: str, rate: float, tol: float) -> pl.LazyFrame:
+    """Rules 3–5 of :func:`counter_deltas`: consecutive readings paired, classified."""
     same = pl.col(by) == pl.col(by).shift(1)
     raw = pl.col("end_value") - pl.col("start_value")
     elapsed = (pl.col("end") - pl.col("start")).dt.total_milliseconds() * HOURS_PER_MS
-    out = (
+    jump = pl.col("raw_delta") > rate * pl.col("elapsed_hours") + tol
+    return (
         readings.with_columns(
             pl.when(same).then(pl.col("_t").shift(1)).alias("start"),
             pl.when(same).then(pl.col("_v").shift(1)).alias("start_value"),
@@ -218,11 +230,7 @@ def counter_deltas(
         )
         .with_columns(raw.alias("raw_delta"), elapsed.alias("elapsed_hours"))
         .with_columns((pl.col("raw_delta") < -tol).alias("reset"))
-        .with_columns(
-            (~pl.col("reset") & (pl.col("raw_delta") > rate * pl.col("elapsed_hours") + tol)).alias(
-                "gap"
-            )
-        )
+        .with_columns((~pl.col("reset") & jump).alias("gap"))
         .with_columns(
             pl.when(pl.col("reset") | pl.col("gap"))
             .then(0.0)
@@ -243,7 +251,6 @@ def counter_deltas(
             "received",
         )
     )
-    return out.collect() if eager else out
 
 
 @overload
