@@ -345,3 +345,35 @@ def test_cutoff_rows_bad_input_and_rows_before_any_data() -> None:
         feature_table(main, cutoffs=cuts, every="1mo")
     with pytest.raises(KeyError):
         feature_table(main, cutoffs=cuts.drop("cutoff_time"))
+
+
+# --------------------------------------------------------------------------- site
+
+
+def site_case() -> pl.DataFrame:
+    """m1 parked in Nordhavn, reporting its position every 10 min from 06:00 to 12:00 and
+    never a City; m2, 100 m away, names the place "Nordhavn" at 09:05 (received 09:06)."""
+
+    def pos(m: str, t: datetime, lat: float, lon: float) -> dict[str, Any]:
+        k = t + timedelta(minutes=1)
+        return {"MachineId": m, "kafka_timestamp": k, "Latitude": lat, "Longitude": lon,
+                "Location_datetime": t}
+
+    rows = [pos("m1", hm(6, 10 * i), 55.7113, 12.5955) for i in range(37)]
+    named = {**pos("m2", hm(9, 5), 55.7121, 12.5960), "City": "Nordhavn",
+             "LocationAddress_datetime": hm(9, 5)}
+    return frame([*rows, named])
+
+
+def test_a_city_named_later_nearby_never_changes_a_past_site() -> None:
+    main = site_case()
+    before = eager(feature_table(received_by(main, hm(9))))
+    after = eager(feature_table(main, end=hm(12, 10)))
+    m1 = after.filter(pl.col("MachineId") == "m1")
+    # until 09:00 the map's name; from the bucket whose cut-off saw m2's City, that City
+    assert m1.filter(pl.col("cutoff_time") <= hm(9))["site"].unique().to_list() == ["København"]
+    assert m1.filter(pl.col("cutoff_time") >= hm(10))["site"].unique().to_list() == ["Nordhavn"]
+    assert_frame_equal(closed(feature_table(main), hm(9)), before, check_exact=True)
+    # the same in machine groups of one: m2's City reaches m1 through the anchors
+    grouped = feature_table(main.lazy(), end=hm(12, 10), group_size=1)
+    assert_frame_equal(eager(grouped), after, check_exact=True)
