@@ -19,7 +19,10 @@ from tu_analytics.sites import (
 T0 = datetime(2026, 11, 27, 6, tzinfo=UTC)
 
 
-def frame(rows: list[tuple[str | None, int, str | None, float | None, float | None]]) -> pl.DataFrame:
+Row = tuple[str | None, int, str | None, float | None, float | None]
+
+
+def frame(rows: list[Row]) -> pl.DataFrame:
     """Rows of (machine, minutes after T0, City, lat, lon)."""
     return pl.DataFrame(
         {
