@@ -54,6 +54,7 @@ __all__ = [
     "places",
     "position_label",
     "site_anchors",
+    "sites_at",
     "zone_at",
     "zones",
 ]
@@ -311,33 +312,16 @@ def _neighbour_city(ranked: pl.DataFrame, anchors: pl.DataFrame) -> pl.Series:
     return found
 
 
-def assign_sites(
-    main: pl.DataFrame,
-    *,
-    anchors: pl.DataFrame | pl.LazyFrame | None = None,
-    known_at: str = "kafka_timestamp",
-    rank: str | None = None,
+def _anchors(
+    frame: pl.DataFrame, anchors: pl.DataFrame | pl.LazyFrame | None, known_at: str
 ) -> pl.DataFrame:
-    """``main`` with a ``site`` column (String), by the rules in the module docstring.
-
-    ``anchors`` (:func:`site_anchors`, same ``known_at``) carries what other machines
-    reported; by default it is computed from ``main`` itself. Pass the anchors of a larger
-    input when ``main`` is one machine group of it, to get exactly the sites the whole input
-    gives those rows. ``known_at`` names the time column that orders rows (default: receipt);
-    ``rank``, when given, names an extra column with each row's place in that order.
-
-    Rows keep their order; an existing ``site`` column is replaced. Rows without a
-    ``MachineId`` get a site only from their own ``City`` or position.
-    """
-    frame = main.drop("site") if "site" in main.columns else main
-    if frame.is_empty():
-        ranks = [] if rank is None else [pl.lit(None, pl.UInt32).alias(rank)]
-        return frame.with_columns(*ranks, pl.lit(None, pl.String).alias("site"))
     if anchors is None:
-        anchors = site_anchors(frame, known_at=known_at)
-    elif isinstance(anchors, pl.LazyFrame):
-        anchors = anchors.collect()
-    ranked = _ranked(frame, known_at).collect()
+        return site_anchors(frame, known_at=known_at)
+    return anchors.collect() if isinstance(anchors, pl.LazyFrame) else anchors
+
+
+def _resolved(ranked: pl.DataFrame, anchors: pl.DataFrame) -> pl.DataFrame:
+    """``ranked`` rows (from :func:`_ranked`) with their ``site``: rules 1-4."""
     ranked = ranked.with_columns(
         _neighbour_city(ranked, anchors).alias("__near"),
         _place_names(
@@ -345,9 +329,50 @@ def assign_sites(
         ).alias("__place"),
     )
     known = "__known" if "__known" in ranked.columns else "__city"
-    site = pl.coalesce("__city", known, "__near", "__place").alias("site")
-    out = ranked.select("__row", site, pl.int_range(pl.len(), dtype=pl.UInt32).alias("__rank"))
-    out = out.sort("__row")
-    if rank is not None:
-        frame = frame.with_columns(out.get_column("__rank").alias(rank))
-    return frame.with_columns(out.get_column("site"))
+    return ranked.with_columns(pl.coalesce("__city", known, "__near", "__place").alias("site"))
+
+
+def assign_sites(
+    main: pl.DataFrame,
+    *,
+    anchors: pl.DataFrame | pl.LazyFrame | None = None,
+    known_at: str = "kafka_timestamp",
+) -> pl.DataFrame:
+    """``main`` with a ``site`` column (String), by the rules in the module docstring.
+
+    ``anchors`` (:func:`site_anchors`, same ``known_at``) carries what other machines
+    reported; by default it is computed from ``main`` itself. Pass the anchors of a larger
+    input when ``main`` is one machine group of it, to get exactly the sites the whole input
+    gives those rows. ``known_at`` names the time column that orders rows (default: receipt).
+
+    Rows keep their order; an existing ``site`` column is replaced. Rows without a
+    ``MachineId`` get a site only from their own ``City`` or position.
+    """
+    frame = main.drop("site") if "site" in main.columns else main
+    if frame.is_empty():
+        return frame.with_columns(pl.lit(None, pl.String).alias("site"))
+    ranked = _resolved(_ranked(frame, known_at).collect(), _anchors(frame, anchors, known_at))
+    return frame.with_columns(ranked.sort("__row").get_column("site"))
+
+
+def sites_at(
+    main: pl.DataFrame,
+    *,
+    known_at: str,
+    anchors: pl.DataFrame | pl.LazyFrame | None = None,
+) -> pl.DataFrame:
+    """``MachineId, <known_at>, site``: each machine's site at each distinct ``known_at``
+    time of its rows, as of all rows known by then (the site :func:`assign_sites` gives the
+    last of them). Feature tables use it with ``known_at`` the bucket a reading is available
+    for; naming only those rows is much cheaper than naming every row."""
+    schema = pl.Schema(
+        {"MachineId": pl.String(), known_at: pl.Datetime("ms", "UTC"), "site": pl.String()}
+    )
+    if main.is_empty() or "MachineId" not in main.columns:
+        return pl.DataFrame(schema=schema)
+    ranked = _ranked(main, known_at).collect().filter(pl.col("__m").is_not_null())
+    last = ranked.filter(pl.struct("__m", "__t").is_last_distinct())
+    named = _resolved(last, _anchors(main, anchors, known_at))
+    return named.select(
+        pl.col("__m").alias("MachineId"), pl.col("__t").alias(known_at), "site"
+    ).cast(schema)

@@ -13,6 +13,7 @@ from tu_analytics.sites import (
     nearest_place,
     position_label,
     site_anchors,
+    sites_at,
     zone_at,
 )
 
@@ -165,3 +166,22 @@ def test_sites_do_not_depend_on_row_order() -> None:
     shuffled = main.with_row_index("i").sample(fraction=1.0, shuffle=True, seed=3)
     got = assign_sites(shuffled.drop("i")).with_columns(shuffled["i"]).sort("i").drop("i")
     assert got.equals(assign_sites(main))
+
+
+def test_sites_at_a_time_are_the_sites_of_the_last_row_known_by_then() -> None:
+    main = sites_example().filter(pl.col("MachineId").is_not_null())
+    rows = assign_sites(main).select("MachineId", "kafka_timestamp", "site")
+    # a and b share minute 2: b's row is the last of b's at that minute, a's of a's
+    assert sites_at(main, known_at="kafka_timestamp").sort("MachineId", "kafka_timestamp").equals(
+        rows.sort("MachineId", "kafka_timestamp")
+    )
+    stamps = main.with_columns(pl.col("kafka_timestamp").dt.truncate("1h").alias("hour"))
+    hourly = sites_at(stamps, known_at="hour")
+    assert hourly.columns == ["MachineId", "hour", "site"]
+    assert dict(hourly.select("MachineId", "site").iter_rows()) == {
+        "a": "Nordhavn",
+        "b": "Nordhavn",
+        "c": "Nordhavn",
+        "d": "Aarhus C",
+        "e": "Aarhus C",
+    }

@@ -204,11 +204,12 @@ def _whole_anchors(
 ) -> pl.DataFrame:
     """The whole input's site anchors, read one machine group at a time (a LazyFrame scan of
     months then needs the memory of one group's site readings only)."""
-    picks = [machines[i : i + group_size] for i in range(0, len(machines), group_size)]
-    parts = [site_anchors_of(_prepared(main.lazy().head(0))[0], clock).collect()]
-    for chunk in picks if isinstance(main, pl.LazyFrame) else [machines]:
-        pick = pl.col(_M).cast(pl.String).is_in(chunk)
-        parts.append(site_anchors_of(_prepared(main.lazy().filter(pick))[0], clock).collect())
+    if isinstance(main, pl.DataFrame):
+        return site_anchors_of(_prepared(main)[0], clock).collect()
+    parts = [site_anchors_of(_prepared(main.head(0))[0], clock).collect()]
+    for i in range(0, len(machines), group_size):
+        pick = pl.col(_M).cast(pl.String).is_in(machines[i : i + group_size])
+        parts.append(site_anchors_of(_prepared(main.filter(pick))[0], clock).collect())
     return merge_anchors(pl.concat(parts))
 
 

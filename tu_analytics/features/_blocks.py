@@ -23,7 +23,7 @@ from tu_analytics.features._pit import (
     _ordered,
     _readings,
 )
-from tu_analytics.sites import assign_sites, site_anchors
+from tu_analytics.sites import site_anchors, sites_at
 
 #: GPS steps implying more than this are position glitches, not travel.
 MAX_GPS_SPEED_KMH = 150.0
@@ -45,7 +45,7 @@ STATS: tuple[tuple[str, str], ...] = (
     ("ambient_temp_c", "AmbientAirTemperature"),
 )
 #: Machine identity carried with every row, as known at the row's cut-off. ``site`` is always
-#: there: ``tu_analytics.sites.assign_sites`` of the readings available by then
+#: there: ``tu_analytics.sites.sites_at`` of the readings available by then
 #: (:func:`_site_block`), given the whole input's anchors.
 IDENTITY: tuple[str, ...] = ("EquipmentID", "OEMName", "Model", "site")
 
@@ -154,22 +154,16 @@ def _records(lf: pl.LazyFrame, time_cols: list[str], identity: list[str]) -> pl.
 
 def _site_events(lf: pl.LazyFrame, clock: _Clock) -> pl.LazyFrame:
     """What a site is made of, as the clock sees it: one row per position reading and per
-    City reading, each with ``_known``, the cut-off of the first bucket it is available for
-    (so a site never uses a reading measured after the bucket or received after its
-    cut-off)."""
+    City reading, each with ``_a``, the first bucket it is available for (so a site never
+    uses a reading measured after the bucket or received after its cut-off)."""
     k = pl.col("kafka_timestamp")
-
-    def known(t: str) -> list[pl.Expr]:
-        first = clock.available(pl.col(t), k)
-        return [first.alias("_a"), clock.cutoff(first.dt.offset_by(clock.step)).alias("_known")]
-
     none = pl.lit(None, pl.Float64)
     return pl.concat(
         [
             lf.drop_nulls("Location_datetime").select(
                 _M,
                 k,
-                *known("Location_datetime"),
+                clock.available(pl.col("Location_datetime"), k).alias("_a"),
                 pl.lit(None, pl.String).alias("City"),
                 pl.col("Latitude").cast(pl.Float64),
                 pl.col("Longitude").cast(pl.Float64),
@@ -177,7 +171,7 @@ def _site_events(lf: pl.LazyFrame, clock: _Clock) -> pl.LazyFrame:
             lf.drop_nulls(["LocationAddress_datetime", "City"]).select(
                 _M,
                 k,
-                *known("LocationAddress_datetime"),
+                clock.available(pl.col("LocationAddress_datetime"), k).alias("_a"),
                 pl.col("City").cast(pl.String),
                 none.alias("Latitude"),
                 none.alias("Longitude"),
@@ -188,18 +182,18 @@ def _site_events(lf: pl.LazyFrame, clock: _Clock) -> pl.LazyFrame:
 
 def site_anchors_of(lf: pl.LazyFrame, clock: _Clock) -> pl.LazyFrame:
     """:func:`tu_analytics.sites.site_anchors` of the readings as the clock sees them."""
-    return site_anchors(_site_events(lf, clock), known_at="_known")
+    return site_anchors(_site_events(lf, clock), known_at="_a")
 
 
 def _site_block(lf: pl.LazyFrame, clock: _Clock, anchors: pl.LazyFrame) -> list[pl.LazyFrame]:
-    """Per bucket, the site as of the last reading available for it (``_finish`` carries it
-    forward); ``anchors``: :func:`site_anchors_of` the whole input."""
-    events = _site_events(lf, clock)
-    schema = {**events.collect_schema(), "_rank": pl.UInt32(), "site": pl.String()}
-    sited = events.map_batches(
-        partial(assign_sites, anchors=anchors, known_at="_known", rank="_rank"), schema=schema
+    """Per bucket in which a reading became available, the site as of the cut-off
+    (``_finish`` carries it forward); ``anchors``: :func:`site_anchors_of` the whole input."""
+    machine = lf.collect_schema()[_M]
+    sited = _site_events(lf, clock).map_batches(
+        partial(sites_at, known_at="_a", anchors=anchors),
+        schema={_M: pl.String(), "_a": TIME, "site": pl.String()},
     )
-    return [sited.group_by(_M, pl.col("_a").alias(_B)).agg(pl.col("site").sort_by("_rank").last())]
+    return [sited.select(pl.col(_M).cast(machine), pl.col("_a").alias(_B), "site")]
 
 
 def _record_block(

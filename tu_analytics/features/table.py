@@ -24,11 +24,14 @@ A reading delivered in several records counts once, with its earliest receipt.
   at the end is unknown and *the rest of the interval goes to the next bucket* (the bucket
   of its closing on-time reading). Totals are exact; a bucket after a long silence can show
   more hours than its length (``operating_ratio > 1``).
-* **Identity** (``EquipmentID``, ``OEMName``, ``Model`` when the input has them, and always
-  ``site``) is the latest value received by the row's cut-off, carried forward. A record's
-  ``site`` is :func:`tu_analytics.sites.assign_sites`'s, which reads only records received
-  before it; other machines count only through the whole input's site anchors, so machine
-  groups (and Spark) get the whole frame's sites.
+* **Identity** (``EquipmentID``, ``OEMName``, ``Model`` when the input has them) is the latest
+  value received by the row's cut-off, carried forward.
+* **Site** (always present) is :mod:`tu_analytics.sites`' rule applied to the position and
+  City readings (``Location_datetime``, ``LocationAddress_datetime``) as of the cut-off: each
+  reading counts from the cut-off of its availability bucket, like the as-of features, for
+  this machine and for the other machines whose City names a place within ~1 km. Other
+  machines count only through a small anchors table of the whole input
+  (:func:`feature_site_anchors`), so machine groups (and Spark) get the whole frame's sites.
 * Every row has ``cutoff_time = bucket_end + allowed_latency``: the moment it is final.
 
 The two rules (latency, boundary) can be switched off only through ``_RULES``, for the
@@ -141,11 +144,7 @@ def feature_table(
         if site_anchors is not None:
             raise ValueError("cutoff rows take their site anchors from main")
         return cutoff_rows(
-            main,
-            cutoffs,
-            every=clock.step,
-            fault_codes=fault_codes,
-            site_radius_m=site_radius_m,
+            main, cutoffs, every=clock.step, fault_codes=fault_codes, site_radius_m=site_radius_m
         )
     grid = _Grid(start, end)
     if group_size is not None:

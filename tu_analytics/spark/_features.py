@@ -59,8 +59,12 @@ class _Grouped:
         anchors = feature_site_anchors(
             _frame(main, self.main_schema), every=self.every,
             allowed_latency=self.allowed_latency)
-        return anchors.select(
-            "cy", "cx", "City", pl.col("first").dt.epoch("us").alias("first_us")).to_arrow()
+        import pyarrow as pa
+
+        table = anchors.select("cy", "cx", "City", pl.col("first").dt.epoch("us").alias("first_us"))
+        return table.to_arrow().cast(pa.schema([
+            ("cy", pa.int64()), ("cx", pa.int64()), ("City", pa.string()),
+            ("first_us", pa.int64())]))
 
     def _table_of(self, main: pa.Table, faults: pa.Table | None) -> pl.DataFrame:
         fault_frame = None if faults is None else _frame(faults, self.fault_schema or pl.Schema())
