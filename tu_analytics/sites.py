@@ -205,7 +205,8 @@ def _ranked(main: pl.DataFrame | pl.LazyFrame, known_at: str) -> pl.LazyFrame:
         ms = pl.Datetime("ms", "UTC")
         return pl.col(name).cast(ms) if name in names else pl.lit(None, ms)
 
-    machine = pl.col("MachineId").cast(pl.String) if "MachineId" in names else pl.lit(None)
+    # Its own type: an Enum of UUIDs is far smaller than their strings.
+    machine = pl.col("MachineId") if "MachineId" in names else pl.lit(None, pl.String)
     ranked = (
         lf.select(
             machine.alias("__m"),
