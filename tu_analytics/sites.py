@@ -23,7 +23,8 @@ Rules 1, 2 and 4 read only the machine's own rows; rule 3 reads other machines o
 small anchors table, so a frame split into machine groups gets exactly the whole frame's sites
 when each group is given the whole input's anchors (``assign_sites(group, anchors=...)``; the
 anchors of groups merge with :func:`merge_anchors`). This is how feature tables built group by
-group, or on Spark, carry the same ``site``.
+group, or on Spark, carry the same ``site``: they order readings by the bucket each is
+available for (``known_at``) and ask :func:`sites_at` for each machine's site per bucket.
 
 :func:`machine_zones` gives each machine's local IANA time zone from its position, for the
 per-site local time of the utilisation views (``tz="site"``).
