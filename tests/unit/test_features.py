@@ -62,6 +62,8 @@ SCHEMA: dict[str, pl.DataType] = {
     "Latitude": pl.Float64(),
     "Longitude": pl.Float64(),
     "Location_datetime": TIME,
+    "City": pl.String(),
+    "LocationAddress_datetime": TIME,
     **{c: t for name, t in INSIGHTS.items() for c in (name,)},
     **{f"{name}_datetime": TIME for name in INSIGHTS},
 }
@@ -554,7 +556,8 @@ class Rng:
         return lo + timedelta(milliseconds=self.r.randrange(max(ms, 1)))
 
 
-GROUPS = [*INSIGHTS, "pos"]
+GROUPS = [*INSIGHTS, "pos", "addr"]
+TOWNS = ["North", "South", "East"]
 
 
 def random_dataset(rng: Rng) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -583,6 +586,8 @@ def random_dataset(rng: Rng) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
             row["Latitude"] = 0.0 if zero else 55 + r.uniform(0, 0.01)
             row["Longitude"] = 0.0 if zero else 10 + r.uniform(0, 0.01)
             row["Location_datetime"] = t
+        if r.random() < 0.3:  # a City: other machines within 1 km share it as their site
+            row["City"], row["LocationAddress_datetime"] = r.choice(TOWNS), t
         rows.append(row)
         if r.random() < 0.15:  # the same record delivered again later
             rows.append({**row, "kafka_timestamp": k + timedelta(minutes=r.uniform(1, 90))})
@@ -614,12 +619,16 @@ def random_group(rng: Rng, row: dict[str, Any], group: str, lo: datetime | None)
         row["Latitude"] = None if t is None else 55 + r.uniform(-1, 1)
         row["Longitude"] = None if t is None else 10 + r.uniform(-1, 1)
         row["Location_datetime"] = t
+    elif group == "addr":
+        row["City"] = None if t is None else r.choice([*TOWNS, "West"])
+        row["LocationAddress_datetime"] = t
     else:
         row[group], row[f"{group}_datetime"] = value, t
 
 
 def group_time(row: dict[str, Any], group: str) -> datetime | None:
-    t: datetime | None = row.get("Location_datetime" if group == "pos" else f"{group}_datetime")
+    name = {"pos": "Location", "addr": "LocationAddress"}.get(group, group)
+    t: datetime | None = row.get(f"{name}_datetime")
     return t
 
 

@@ -33,7 +33,8 @@ SCHEMA: dict[str, pl.DataType] = {
     "EquipmentID": pl.String(),
     "OEMName": pl.String(),
     "Model": pl.String(),
-    "site": pl.String(),
+    "City": pl.String(),
+    "LocationAddress_datetime": TIME,
     "CumulativeOperatingHours": pl.Float64(),
     "CumulativeOperatingHours_datetime": TIME,
     "EngineTotalFuelUsed": pl.Float64(),
@@ -64,7 +65,8 @@ def eager(t: FeatureTable) -> pl.DataFrame:
 
 def _machine_records(r: random.Random, i: int) -> Iterator[dict[str, Any]]:
     """One machine: a record every 1-6 min on shift (06-17 UTC), heartbeats every 30-70 min
-    otherwise; 10% of records arrive 2-6 h late (out of coverage), the rest within seconds."""
+    otherwise; 10% of records arrive 2-6 h late (out of coverage), the rest within seconds.
+    Machine i sits in the 0.01° cell north of machine i - 1."""
     hours, fuel, t = 1000.0 * (i + 1), 50_000.0, START
     equipment = f"EX-{i:03d}"
     while t < START + timedelta(days=DAYS):
@@ -85,7 +87,9 @@ def _machine_records(r: random.Random, i: int) -> Iterator[dict[str, Any]]:
             "EquipmentID": equipment,
             "OEMName": "Volvo" if r.random() < 0.95 else None,
             "Model": f"EC{200 + i}",
-            "site": f"site-{i % 2}",
+            # m0..m2 name their town now and then; m3 only has m2's 1 km away; m4 none
+            "City": f"Town-{i % 2}" if i < 3 and r.random() < 0.2 else None,
+            "LocationAddress_datetime": t,
             "CumulativeOperatingHours": round(hours, 4),
             "CumulativeOperatingHours_datetime": counter_t,
             "EngineTotalFuelUsed": round(fuel, 1) if r.random() < 0.7 else None,
@@ -255,6 +259,10 @@ def test_machine_groups_equal_the_whole_frame() -> None:
     for size in (1, 3):
         grouped = feature_table(main.lazy(), allowed_latency=LATENCY, end=end, group_size=size)
         assert_frame_equal(eager(grouped), eager(whole), check_exact=True)
+    # sites too, including those another group's machine named (m3 has only m2's town)
+    sites = eager(whole).group_by("MachineId").agg(pl.col("site").drop_nulls().unique())
+    assert set(sites.filter(pl.col("MachineId") == "m3")["site"].explode()) >= {"Town-0"}
+    assert eager(whole).filter(pl.col("latitude").is_not_null())["site"].null_count() == 0
     # the grid: every machine runs to the bucket before `end`; `start` trims rows only
     assert (
         eager(whole).group_by("MachineId").agg(pl.col("bucket_end").max())["bucket_end"].to_list()
@@ -285,11 +293,19 @@ def test_identity_is_as_known_at_the_cut_off() -> None:
         "EX-000",
     }
     assert names["Model"].drop_nulls().unique().to_list() == ["EC200"]
-    assert names["site"].drop_nulls().unique().to_list() == ["site-0"]
-    # without identity columns in the input there are none in the table
-    bare = feature_table(main.drop("EquipmentID", "OEMName", "Model", "site"))
+    # m0's own town from the first cut-off that saw it; before, m1's (1 km away) or the map's
+    own = names.filter(pl.col("site") == "Town-0")["cutoff_time"].min()
+    assert own is not None
+    assert set(names.filter(pl.col("cutoff_time") >= own)["site"]) == {"Town-0"}
+    assert set(names.filter(pl.col("cutoff_time") < own)["site"].drop_nulls()) <= {
+        "Town-1",
+        "55.0°N 10.0°E",
+    }
+    # without identity columns in the input there are none in the table, but always a site
+    bare = feature_table(main.drop("EquipmentID", "OEMName", "Model", "City"))
     assert "EquipmentID" not in eager(bare).columns
-    assert "site" not in bare.dictionary["name"].to_list()
+    assert "site" in bare.dictionary["name"].to_list()
+    assert eager(bare)["site"].null_count() == 0
 
 
 @pytest.mark.parametrize(
@@ -329,3 +345,35 @@ def test_cutoff_rows_bad_input_and_rows_before_any_data() -> None:
         feature_table(main, cutoffs=cuts, every="1mo")
     with pytest.raises(KeyError):
         feature_table(main, cutoffs=cuts.drop("cutoff_time"))
+
+
+# --------------------------------------------------------------------------- site
+
+
+def site_case() -> pl.DataFrame:
+    """m1 parked in Nordhavn, reporting its position every 10 min from 06:00 to 12:00 and
+    never a City; m2, 100 m away, names the place "Nordhavn" at 09:05 (received 09:06)."""
+
+    def pos(m: str, t: datetime, lat: float, lon: float) -> dict[str, Any]:
+        k = t + timedelta(minutes=1)
+        return {"MachineId": m, "kafka_timestamp": k, "Latitude": lat, "Longitude": lon,
+                "Location_datetime": t}
+
+    rows = [pos("m1", hm(6, 10 * i), 55.7113, 12.5955) for i in range(37)]
+    named = {**pos("m2", hm(9, 5), 55.7121, 12.5960), "City": "Nordhavn",
+             "LocationAddress_datetime": hm(9, 5)}
+    return frame([*rows, named])
+
+
+def test_a_city_named_later_nearby_never_changes_a_past_site() -> None:
+    main = site_case()
+    before = eager(feature_table(received_by(main, hm(9))))
+    after = eager(feature_table(main, end=hm(12, 10)))
+    m1 = after.filter(pl.col("MachineId") == "m1")
+    # until 09:00 the map's name; from the bucket whose cut-off saw m2's City, that City
+    assert m1.filter(pl.col("cutoff_time") <= hm(9))["site"].unique().to_list() == ["København"]
+    assert m1.filter(pl.col("cutoff_time") >= hm(10))["site"].unique().to_list() == ["Nordhavn"]
+    assert_frame_equal(closed(feature_table(main), hm(9)), before, check_exact=True)
+    # the same in machine groups of one: m2's City reaches m1 through the anchors
+    grouped = feature_table(main.lazy(), end=hm(12, 10), group_size=1)
+    assert_frame_equal(eager(grouped), after, check_exact=True)

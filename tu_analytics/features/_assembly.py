@@ -22,11 +22,14 @@ from tu_analytics.features._blocks import (
     _position_block,
     _record_block,
     _records,
+    _site_block,
     _stats_block,
+    site_anchors_of,
 )
 from tu_analytics.features._pit import _B, _M, _MINUTES_PER_MS, KEYS, _Clock, _ensure
 from tu_analytics.features._result import FeatureTable
 from tu_analytics.features.dictionary import FEATURE_NAMES, feature_dictionary
+from tu_analytics.sites import merge_anchors
 
 
 def _columns_needed(schema: pl.Schema) -> dict[str, pl.DataType]:
@@ -38,6 +41,7 @@ def _columns_needed(schema: pl.Schema) -> dict[str, pl.DataType]:
         cols[field] = pl.Float64()
         cols[f"{field}_datetime"] = TIME
     cols.update({"Latitude": pl.Float64(), "Longitude": pl.Float64(), "Location_datetime": TIME})
+    cols.update({"City": pl.String(), "LocationAddress_datetime": TIME})
     for name, dtype in schema.items():
         if name.endswith("_datetime") and isinstance(dtype, pl.Datetime):
             cols[name] = TIME
@@ -95,12 +99,12 @@ def _build(
     site_radius_m: float,
     *,
     lazy: bool = False,
+    anchors: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> FeatureTable:
-    raw = main.lazy()
-    schema = raw.collect_schema()
-    needed = _columns_needed(schema)
-    lf = _ensure(raw, needed).drop_nulls([_M, "kafka_timestamp"])
-    time_cols = [c for c in needed if c.endswith("_datetime")]
+    """The table of ``main``; ``anchors`` (:func:`site_anchors_of`, same clock) of the whole
+    input when ``main`` is one machine group of it (default: ``main``'s own)."""
+    schema = main.lazy().collect_schema()
+    lf, time_cols = _prepared(main)
     faults = None if fault_codes is None else fault_codes.lazy()
     if isinstance(main, pl.DataFrame) or not lazy:
         lf, faults, time_cols = _prepass(lf, faults, time_cols)
@@ -109,10 +113,12 @@ def _build(
     blocks += _counter_block(lf, clock)
     blocks += _stats_block(lf, clock)
     blocks += _position_block(lf, clock, site_radius_m)
-    identity = [c for c in IDENTITY if c in schema]
+    identity = [c for c in IDENTITY if c in schema and c != "site"]
     records = _records(lf, time_cols, identity).cache()
     blocks += _record_block(lf, records, clock, time_cols)
     blocks += _identity_block(records, clock, identity)
+    whole = site_anchors_of(lf, clock) if anchors is None else anchors.lazy()
+    blocks += _site_block(lf, clock, whole)
     if faults is not None:
         blocks += _fault_block(faults, clock)
     # Each block feeds both the grid bounds and a join: compute it once.
@@ -153,9 +159,11 @@ def _grouped(
     grid: _Grid,
     site_radius_m: float,
     group_size: int,
+    anchors: pl.DataFrame | None = None,
 ) -> FeatureTable:
     """The table machine group by machine group: equal to the whole-frame table because
-    machines never interact and the grid's end is shared."""
+    the grid's end is shared and machines interact only through the sites' anchors, which
+    are taken from the whole input (``anchors``, else computed group by group first)."""
     if group_size < 1:
         raise ValueError("group_size must be >= 1")
     if grid.end is None:
@@ -165,17 +173,44 @@ def _grouped(
         more = fault_codes.lazy().select(pl.col(_M).cast(pl.String).drop_nulls().unique())
         ids = pl.concat([ids, more]).unique()
     machines = ids.collect().get_column(_M).sort().to_list()
+    if anchors is None:
+        anchors = _whole_anchors(main, clock, machines, group_size)
     parts: list[pl.DataFrame] = []
     template: FeatureTable | None = None
     for i in range(0, max(len(machines), 1), group_size):
         chunk = machines[i : i + group_size]
         pick = pl.col(_M).cast(pl.String).is_in(chunk)
         faults = None if fault_codes is None else fault_codes.lazy().filter(pick)
-        template = _build(main.lazy().filter(pick), faults, clock, grid, site_radius_m)
+        template = _build(
+            main.lazy().filter(pick), faults, clock, grid, site_radius_m, anchors=anchors
+        )
         assert isinstance(template.frame, pl.DataFrame)
         parts.append(template.frame)
     assert template is not None
     return replace(template, frame=pl.concat(parts).sort(_M, _B))
+
+
+def _prepared(main: pl.DataFrame | pl.LazyFrame) -> tuple[pl.LazyFrame, list[str]]:
+    """``main`` with every column the blocks read (null where absent), rows without a
+    machine or a receipt time dropped; and the measurement-time columns."""
+    raw = main.lazy()
+    needed = _columns_needed(raw.collect_schema())
+    lf = _ensure(raw, needed).drop_nulls([_M, "kafka_timestamp"])
+    return lf, [c for c in needed if c.endswith("_datetime")]
+
+
+def _whole_anchors(
+    main: pl.DataFrame | pl.LazyFrame, clock: _Clock, machines: list[str], group_size: int
+) -> pl.DataFrame:
+    """The whole input's site anchors, read one machine group at a time (a LazyFrame scan of
+    months then needs the memory of one group's site readings only)."""
+    if isinstance(main, pl.DataFrame):
+        return site_anchors_of(_prepared(main)[0], clock).collect()
+    parts = [site_anchors_of(_prepared(main.head(0))[0], clock).collect()]
+    for i in range(0, len(machines), group_size):
+        pick = pl.col(_M).cast(pl.String).is_in(machines[i : i + group_size])
+        parts.append(site_anchors_of(_prepared(main.filter(pick))[0], clock).collect())
+    return merge_anchors(pl.concat(parts))
 
 
 def _finish(frame: pl.LazyFrame, clock: _Clock, *, faults: bool) -> pl.LazyFrame:

@@ -7,6 +7,7 @@ assembly joins onto the bucket grid.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import polars as pl
@@ -22,6 +23,7 @@ from tu_analytics.features._pit import (
     _ordered,
     _readings,
 )
+from tu_analytics.sites import site_anchors, sites_at
 
 #: GPS steps implying more than this are position glitches, not travel.
 MAX_GPS_SPEED_KMH = 150.0
@@ -42,8 +44,9 @@ STATS: tuple[tuple[str, str], ...] = (
     ("coolant_temp_c", "EngineCoolantTemperature"),
     ("ambient_temp_c", "AmbientAirTemperature"),
 )
-#: Machine identity carried with every row, as known at the row's cut-off. ``site`` comes
-#: from ``tu_analytics.sites.assign_sites`` when the input frame has it.
+#: Machine identity carried with every row, as known at the row's cut-off. ``site`` is always
+#: there: ``tu_analytics.sites.sites_at`` of the readings available by then
+#: (:func:`_site_block`), given the whole input's anchors.
 IDENTITY: tuple[str, ...] = ("EquipmentID", "OEMName", "Model", "site")
 
 
@@ -147,6 +150,50 @@ def _records(lf: pl.LazyFrame, time_cols: list[str], identity: list[str]) -> pl.
     )
     cols = [pl.col(n).cast(pl.String) for n in identity]
     return lf.select(_M, "kafka_timestamp", earliest.alias("_t0"), *cols).drop_nulls("_t0")
+
+
+def _site_events(lf: pl.LazyFrame, clock: _Clock) -> pl.LazyFrame:
+    """What a site is made of, as the clock sees it: one row per position reading and per
+    City reading, each with ``_a``, the first bucket it is available for (so a site never
+    uses a reading measured after the bucket or received after its cut-off)."""
+    k = pl.col("kafka_timestamp")
+    none = pl.lit(None, pl.Float64)
+    return pl.concat(
+        [
+            lf.drop_nulls("Location_datetime").select(
+                _M,
+                k,
+                clock.available(pl.col("Location_datetime"), k).alias("_a"),
+                pl.lit(None, pl.String).alias("City"),
+                pl.col("Latitude").cast(pl.Float64),
+                pl.col("Longitude").cast(pl.Float64),
+            ),
+            lf.drop_nulls(["LocationAddress_datetime", "City"]).select(
+                _M,
+                k,
+                clock.available(pl.col("LocationAddress_datetime"), k).alias("_a"),
+                pl.col("City").cast(pl.String),
+                none.alias("Latitude"),
+                none.alias("Longitude"),
+            ),
+        ]
+    )
+
+
+def site_anchors_of(lf: pl.LazyFrame, clock: _Clock) -> pl.LazyFrame:
+    """:func:`tu_analytics.sites.site_anchors` of the readings as the clock sees them."""
+    return site_anchors(_site_events(lf, clock), known_at="_a")
+
+
+def _site_block(lf: pl.LazyFrame, clock: _Clock, anchors: pl.LazyFrame) -> list[pl.LazyFrame]:
+    """Per bucket in which a reading became available, the site as of the cut-off
+    (``_finish`` carries it forward); ``anchors``: :func:`site_anchors_of` the whole input."""
+    machine = lf.collect_schema()[_M]
+    sited = _site_events(lf, clock).map_batches(
+        partial(sites_at, known_at="_a", anchors=anchors),
+        schema={_M: pl.String(), "_a": TIME, "site": pl.String()},
+    )
+    return [sited.select(pl.col(_M).cast(machine), pl.col("_a").alias(_B), "site")]
 
 
 def _record_block(

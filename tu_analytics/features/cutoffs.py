@@ -67,6 +67,8 @@ def cutoff_rows(
     A cutoff before any data of its machine gives a row of nulls (unknown, never 0). Use it
     through ``feature_table(main, cutoffs=...)``.
     """
+    from tu_analytics.features._assembly import _prepared
+    from tu_analytics.features._blocks import site_anchors_of
     from tu_analytics.features.table import _RULES, FeatureTable, _build, _Clock, _Grid
 
     cut = _checked(cutoffs, every).with_row_index("_row")
@@ -88,6 +90,8 @@ def cutoff_rows(
             clock,
             _Grid(end=last - delta),
             site_radius_m,
+            # sites: from every machine, on this phase's grid (it decides what is known when)
+            anchors=site_anchors_of(_prepared(_shift(main.lazy(), -delta))[0], clock),
         )
         frame = table.frame
         assert isinstance(frame, pl.DataFrame)

@@ -141,12 +141,21 @@ def _identity_entries() -> list[Entry]:
         "EquipmentID": "Customer's own equipment name (e.g. EX-001)",
         "OEMName": "Manufacturer",
         "Model": "Model name",
-        "site": "Site the machine is at (tu_analytics.sites.assign_sites; present only when the "
-        "input frame has a site column)",
     }
-    return [
+    site = Entry(
+        "site",
+        "",
+        "Site the machine is at, by the rules of tu_analytics.sites: the machine's latest "
+        "City, else the City first reported most recently by a machine within ~1 km, else "
+        "the nearest Natural Earth place (or the position to 0.1 deg). Always present; never "
+        "null once the machine has a position or a City." + _ASOF + " Other machines count "
+        "the same way (their City readings available by the row's cut-off).",
+        ("City", "LocationAddress_datetime", "Latitude", "Longitude", "Location_datetime"),
+    )
+    named = [
         Entry(n, "", f"{w}, as known at cutoff_time.", (n,), "identity") for n, w in what.items()
     ]
+    return [*named, site]
 
 
 #: Columns whose rule the wording of their definition does not give.

@@ -24,8 +24,14 @@ A reading delivered in several records counts once, with its earliest receipt.
   at the end is unknown and *the rest of the interval goes to the next bucket* (the bucket
   of its closing on-time reading). Totals are exact; a bucket after a long silence can show
   more hours than its length (``operating_ratio > 1``).
-* **Identity** (``EquipmentID``, ``OEMName``, ``Model``, ``site`` when the input has them)
-  is the latest value received by the row's cut-off, carried forward.
+* **Identity** (``EquipmentID``, ``OEMName``, ``Model`` when the input has them) is the latest
+  value received by the row's cut-off, carried forward.
+* **Site** (always present) is :mod:`tu_analytics.sites`' rule applied to the position and
+  City readings (``Location_datetime``, ``LocationAddress_datetime``) as of the cut-off: each
+  reading counts from the cut-off of its availability bucket, like the as-of features, for
+  this machine and for the other machines whose City names a place within ~1 km. Other
+  machines count only through a small anchors table of the whole input
+  (:func:`feature_site_anchors`), so machine groups (and Spark) get the whole frame's sites.
 * Every row has ``cutoff_time = bucket_end + allowed_latency``: the moment it is final.
 
 The two rules (latency, boundary) can be switched off only through ``_RULES``, for the
@@ -38,8 +44,9 @@ unchanged. Float reductions are made order-stable for this (see
 
 Rows: for every machine, every bucket from its first bucket with any data up to the last
 bucket with data in the whole input, or up to ``end`` when given (dense, so silent hours show
-up with their staleness). With ``end`` fixed, machines never interact, so the table can be
-built machine group by machine group (``group_size``) with exactly the same result.
+up with their staleness). With ``end`` fixed, machines interact only through the small site
+anchors table (computed from the whole input first), so the table can be built machine group
+by machine group (``group_size``) with exactly the same result.
 
 Layout: this module holds the public entry point and the rule switches (``_RULES``); the
 pieces live in private modules it re-exports from: ``_pit`` (rules, clock, readings),
@@ -56,11 +63,12 @@ import polars as pl
 from tu_analytics.counters import duration_string
 from tu_analytics.features._assembly import _build as _build
 from tu_analytics.features._assembly import _Grid as _Grid
-from tu_analytics.features._assembly import _grouped
+from tu_analytics.features._assembly import _grouped, _prepared
 from tu_analytics.features._blocks import COUNTERS as COUNTERS
 from tu_analytics.features._blocks import IDENTITY as IDENTITY
 from tu_analytics.features._blocks import MAX_GPS_SPEED_KMH as MAX_GPS_SPEED_KMH
 from tu_analytics.features._blocks import STATS as STATS
+from tu_analytics.features._blocks import site_anchors_of
 from tu_analytics.features._geo import geohash_code, geohash_string
 from tu_analytics.features._pit import KEYS as KEYS
 from tu_analytics.features._pit import _Clock as _Clock
@@ -69,7 +77,13 @@ from tu_analytics.features._pit import _Rules as _Rules
 from tu_analytics.features._result import META_SEMANTICS as META_SEMANTICS
 from tu_analytics.features._result import FeatureTable
 
-__all__ = ["FeatureTable", "feature_table", "geohash_code", "geohash_string"]
+__all__ = [
+    "FeatureTable",
+    "feature_site_anchors",
+    "feature_table",
+    "geohash_code",
+    "geohash_string",
+]
 # ``X as X``: re-exported, as before the split: the constants, and the private pieces
 # cutoffs.py and the mutation tests use.
 
@@ -89,6 +103,7 @@ def feature_table(
     start: datetime | None = None,
     end: datetime | None = None,
     group_size: int | None = None,
+    site_anchors: pl.DataFrame | None = None,
 ) -> FeatureTable:
     """Build point-in-time features per ``MachineId`` x UTC bucket of length ``every``.
 
@@ -111,6 +126,10 @@ def feature_table(
     received by ``cutoff_time`` (``allowed_latency`` must be unset). See
     :func:`tu_analytics.features.cutoffs.cutoff_rows`.
 
+    ``site_anchors``: :func:`feature_site_anchors` of the whole input (same ``every`` and
+    ``allowed_latency``), when ``main`` is only a part of it (Spark passes them to each
+    machine group); by default they come from ``main``.
+
     Columns, definitions and as-of rules: ``FeatureTable.dictionary`` (and
     :mod:`tu_analytics.features.dictionary`).
     """
@@ -122,10 +141,26 @@ def feature_table(
 
         if clock.latency is not None:
             raise ValueError("cutoff rows use no allowed_latency: the cutoff is the cut-off")
+        if site_anchors is not None:
+            raise ValueError("cutoff rows take their site anchors from main")
         return cutoff_rows(
             main, cutoffs, every=clock.step, fault_codes=fault_codes, site_radius_m=site_radius_m
         )
     grid = _Grid(start, end)
     if group_size is not None:
-        return _grouped(main, fault_codes, clock, grid, site_radius_m, group_size)
-    return _build(main, fault_codes, clock, grid, site_radius_m, lazy=lazy)
+        return _grouped(main, fault_codes, clock, grid, site_radius_m, group_size, site_anchors)
+    return _build(main, fault_codes, clock, grid, site_radius_m, lazy=lazy, anchors=site_anchors)
+
+
+def feature_site_anchors(
+    main: pl.DataFrame | pl.LazyFrame,
+    *,
+    every: str | timedelta = "1h",
+    allowed_latency: str | timedelta | None = None,
+) -> pl.DataFrame:
+    """The site anchors (:func:`tu_analytics.sites.site_anchors`) of ``main``'s position and
+    City readings as a feature table with this ``every`` and ``allowed_latency`` sees them:
+    each known from the cut-off of the first bucket it is available for. Anchors of machine
+    groups merge with :func:`tu_analytics.sites.merge_anchors`."""
+    clock = _Clock(duration_string(every), _latency_string(allowed_latency), _RULES)
+    return site_anchors_of(_prepared(main)[0], clock).collect()

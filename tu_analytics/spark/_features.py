@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from ..counters import duration_string
+from ..features.table import feature_site_anchors
 from ..features.table import feature_table as polars_feature_table
+from ..sites import merge_anchors
 from ._schema import conform, spark_schema, to_batches
 
 if TYPE_CHECKING:
@@ -41,13 +43,28 @@ class _Grouped:
     main_schema: pl.Schema
     fault_schema: pl.Schema | None
     out_schema: pl.Schema
+    #: The whole input's site anchors (``feature_site_anchors``); None: each group's own.
+    anchors: pl.DataFrame | None = None
 
     def table(self, main: pl.DataFrame, faults: pl.DataFrame | None) -> pl.DataFrame:
         built = polars_feature_table(
             main, every=self.every, fault_codes=faults, allowed_latency=self.allowed_latency,
-            site_radius_m=self.site_radius_m, start=self.start, end=self.end)
+            site_radius_m=self.site_radius_m, start=self.start, end=self.end,
+            site_anchors=self.anchors)
         assert isinstance(built.frame, pl.DataFrame)
         return built.frame
+
+    def site_anchors(self, main: pa.Table, faults: pa.Table | None) -> pa.Table:
+        """One group's site anchors, times as microseconds (no session time zone between)."""
+        anchors = feature_site_anchors(
+            _frame(main, self.main_schema), every=self.every,
+            allowed_latency=self.allowed_latency)
+        import pyarrow as pa
+
+        table = anchors.select("cy", "cx", "City", pl.col("first").dt.epoch("us").alias("first_us"))
+        return table.to_arrow().cast(pa.schema([
+            ("cy", pa.int64()), ("cx", pa.int64()), ("City", pa.string()),
+            ("first_us", pa.int64())]))
 
     def _table_of(self, main: pa.Table, faults: pa.Table | None) -> pl.DataFrame:
         fault_frame = None if faults is None else _frame(faults, self.fault_schema or pl.Schema())
@@ -154,13 +171,28 @@ def feature_table(
         out_schema=pl.Schema())
     if end is None:
         task = _with_end(task, df, fault_codes)
-    task = replace(task, out_schema=_out_schema(task))
+    task = replace(task, out_schema=_out_schema(task), anchors=_site_anchors(task, df))
     schema = spark_schema(task.out_schema)
     with arrow_udfs():
         if fault_codes is None:
             return df.groupBy(_M).applyInArrow(_udf(task.arrow, cogrouped=False), schema)
         return df.groupBy(_M).cogroup(fault_codes.groupBy(_M)).applyInArrow(
             _udf(task.arrow, cogrouped=True), schema)
+
+
+def _site_anchors(task: _Grouped, df: DataFrame) -> pl.DataFrame:
+    """The whole input's site anchors: each machine's (Polars, per group), merged by a Spark
+    aggregation and collected (a few rows per ~1 km cell and City name)."""
+    from pyspark.sql import functions as F
+
+    schema = "cy long, cx long, City string, first_us long"
+    with arrow_udfs():
+        parts = df.groupBy(_M).applyInArrow(_udf(task.site_anchors, cogrouped=False), schema)
+    merged = parts.groupBy("cy", "cx", "City").agg(F.min("first_us").alias("first_us"))
+    table = pl.from_arrow(merged.toArrow())
+    assert isinstance(table, pl.DataFrame)
+    first = pl.from_epoch("first_us", "us").dt.replace_time_zone("UTC")
+    return merge_anchors(table.with_columns(first.alias("first")))
 
 
 def _with_end(task: _Grouped, df: DataFrame, fault_codes: DataFrame | None) -> _Grouped:
