@@ -400,10 +400,10 @@ def _check_local(root: Path, uri: str) -> None:
     # An archiver creating ``main`` makes the directory, then ``_delta_log`` in it (a create
     # writes no data file): a ``main`` holding nothing else is one being created.
     if main.is_file() or (main.is_dir() and not (main / "_delta_log").is_dir()
-                          and any(main.iterdir())):
+                          and any(p.name != "_delta_log" for p in main.iterdir())):
         raise ArchiveError(f"{uri} is not a tu-analytics archive: {main} exists but is not a "
                            "Delta table; pass an empty or new path", uri=uri)
-    if root.is_dir() and not main.exists() and any(root.iterdir()):
+    if root.is_dir() and not main.exists() and any(p.name != L.MAIN for p in root.iterdir()):
         raise ArchiveError(f"{uri} is a non-empty directory that is not a tu-analytics "
                            "archive (no main/ table); pass an empty or new path", uri=uri)
 
