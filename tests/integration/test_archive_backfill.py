@@ -62,6 +62,9 @@ def test_archive_backfill_days_writes_older_days_once_beside_the_archiver(
     assert old["source"].unique().to_list() == ["backfill"]
     assert old["partition"].null_count() == old["offset"].null_count() == n
     assert old["kafka_timestamp"].max() < epoch  # type: ignore[operator]
+    for name in ("fault_codes", "errors"):  # the other tables: backfilled rows only, too
+        rows = tu.scan_archive(uri, table=name).collect()
+        assert rows["partition"].null_count() == rows["offset"].null_count() == rows.height
     # By Kafka time (a few records moved back by up to 3 min may fall before ``start``): the
     # dates from the start to the day of the topic's start, no later one.
     dates = set(old["kafka_date"].unique().to_list())
