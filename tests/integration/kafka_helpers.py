@@ -1,9 +1,14 @@
 """Test helpers: a plain confluent-kafka reader (the independent reference the tests compare
-against) and the environment for a sandbox of a test's own."""
+against), the environment for a sandbox of a test's own, child processes reaped after each
+test, and commands run as the unprivileged user ``nobody`` (the tests run as root)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -65,3 +70,59 @@ def isolated_sandbox_env(root: Path, **extra: str) -> dict[str, str]:
     env.update({var: str(free_port()) for var in PORT_ENV.values()})
     env.update(extra)
     return env
+
+
+class Children:
+    """Processes a test started: killed if still running, and their pipes closed, when the
+    test ends (the ``children`` fixture of ``conftest.py``)."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen[str]] = []
+
+    def start(self, cmd: list[str], env: dict[str, str], *,
+              stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
+        """``cmd`` with the test's environment plus ``env``; stderr (and by default stdout)
+        as text pipes."""
+        proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=stdout,
+                                stderr=subprocess.PIPE, text=True)
+        self._procs.append(proc)
+        return proc
+
+    def reap(self) -> None:
+        while self._procs:
+            proc = self._procs.pop()
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def as_nobody(*argv: str, env: dict[str, str] | None = None,
+              timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """``argv`` run as ``nobody`` (no supplementary groups), its output captured."""
+    return subprocess.run([*NOBODY, *argv], capture_output=True, text=True, timeout=timeout,
+                          check=False, env=env)
+
+
+def python_as_nobody() -> tuple[list[str], dict[str, str]]:
+    """A command prefix and environment that run this checkout's Python code as ``nobody``.
+
+    The test interpreter itself when ``nobody`` may run it; otherwise (a venv whose Python
+    lives under /root, which ``nobody`` cannot enter) the system Python of the same version,
+    with the venv's packages and this checkout on ``PYTHONPATH``: the same code and the
+    same installed libraries, one interpreter build apart."""
+    if as_nobody(sys.executable, "-c", "pass").returncode == 0:
+        return [*NOBODY, sys.executable], {}
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
+    assert system is not None, (
+        f"nobody cannot run {sys.executable}, and there is no system {version} to run this "
+        "checkout's code as another user")
+    import tu_analytics
+
+    paths = [str(Path(tu_analytics.__file__).parents[1]), sysconfig.get_paths()["purelib"],
+             sysconfig.get_paths()["platlib"]]
+    return [*NOBODY, system], {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+                               "PYTHONNOUSERSITE": "1", "HOME": "/nonexistent"}

@@ -3,20 +3,17 @@ between its data writes and main's commit, restarted each time."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
-import pytest
-from kafka_helpers import read_all
+from kafka_helpers import Children, read_all
 from polars.testing import assert_frame_equal
 
 import tu_analytics as tu
@@ -35,53 +32,36 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _start(env: dict[str, str], uri: str, *, kill_before_main: bool = False,
-           max_records: int = 200) -> subprocess.Popen:
+def _start(children: Children, env: dict[str, str], uri: str, *,
+           kill_before_main: bool = False, max_records: int = 200) -> subprocess.Popen[str]:
     args = ["archive", "run", uri, "--once", "--max-records", str(max_records)]
     cmd = ([sys.executable, "-c", KILL_BEFORE_MAIN, *args] if kill_before_main
            else [sys.executable, "-m", "tu_analytics.cli", *args])
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    _PROCS.append(proc)
-    return proc
-
-
-#: Every archiver a test started: stopped and its pipes closed when the test ends.
-_PROCS: list[subprocess.Popen] = []
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    while _PROCS:
-        proc = _PROCS.pop()
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    return children.start(cmd, env, stdout=subprocess.DEVNULL)
 
 
 def test_sigkill_at_random_moments_and_before_commit_keeps_exactly_once(
-        sandbox, tmp_path: Path) -> None:
+        sandbox, tmp_path: Path, children: Children) -> None:
     env = sandbox.env()
     uri = str(tmp_path / "crash")
     rng = random.Random(20261130)
     killed = before_main = 0
     while killed < 20 or before_main < 3:
         if before_main < 3 and killed % 7 == 3:
-            p = _start(env, uri, kill_before_main=True)
+            p = _start(children, env, uri, kill_before_main=True)
             p.wait(timeout=120)
             assert p.returncode == -signal.SIGKILL, p.stderr.read()  # type: ignore[union-attr]
             before_main += 1
             killed += 1
             continue
-        p = _start(env, uri)
+        p = _start(children, env, uri)
         time.sleep(rng.uniform(0.8, 2.5))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             killed += 1
         p.wait(timeout=60)
         assert p.returncode in (0, -signal.SIGKILL), p.stderr.read()  # type: ignore[union-attr]
-    done = _start(env, uri, max_records=20_000)
+    done = _start(children, env, uri, max_records=20_000)
     assert done.wait(timeout=300) == 0, done.stderr.read()  # type: ignore[union-attr]
 
     conn = sandbox.connect()

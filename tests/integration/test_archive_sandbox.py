@@ -3,7 +3,6 @@ evolution over three writer versions, retention gaps, two archivers, bad input."
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -14,7 +13,6 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from deltalake import DeltaTable
-from kafka_helpers import _kafka_conf, read_all, sr_auth
+from kafka_helpers import Children, _kafka_conf, python_as_nobody, read_all, sr_auth
 from polars.testing import assert_frame_equal
 
 import tu_analytics as tu
@@ -33,16 +31,32 @@ from tu_analytics.archive import Archiver
 from tu_analytics.errors import ArchiveError, ArchiveSchemaError
 
 CLI = [sys.executable, "-m", "tu_analytics.cli", "archive"]
-# The real CLI, each of main's commits held back 0.3 s after the other tables are written: two
-# such archivers certainly overlap, and one commits inside the other's window.
+# The real CLI with two test hooks. Each of main's commits is held back 0.3 s after the other
+# tables are written: two such archivers certainly overlap, and one commits inside the other's
+# window. With TU_TEST_GATE set, every process waits at the archive's creation until
+# TU_TEST_GATE_N processes are there, so they create one new archive at the same instant.
 SLOW_MAIN = """
-import sys, time
+import os, sys, time
+from tu_analytics.archive._store import Store
 from tu_analytics.archive.writer import Archiver
 init = Archiver.__init__
 def patched(self, *a, **k):
     init(self, *a, **k)
     self.before_main = lambda: time.sleep(0.3)
 Archiver.__init__ = patched
+create = Store.create_or_open.__func__
+def gated(cls, *a, **k):
+    gate = os.environ.get("TU_TEST_GATE")
+    if gate:
+        open(os.path.join(gate, str(os.getpid())), "w").close()
+        deadline = time.monotonic() + 300
+        while len(os.listdir(gate)) < int(os.environ["TU_TEST_GATE_N"]):
+            if time.monotonic() > deadline:
+                sys.exit("the other archiver never reached the gate")
+            time.sleep(0.001)
+        print("released at the gate", file=sys.stderr, flush=True)
+    return create(cls, *a, **k)
+Store.create_or_open = classmethod(gated)
 from tu_analytics.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -229,48 +243,30 @@ def test_retention_gap_is_recorded_with_exact_offsets(sandbox, settled, tmp_path
     assert offsets == [*range(300), *range(650, 1000)]  # nothing invented
 
 
-def _run_cli(args: list[str], env: dict[str, str], *, slow: bool = False,
-             **kw) -> subprocess.Popen:
+def _run_cli(children: Children, args: list[str], env: dict[str, str], *,
+             slow: bool = False) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-c", SLOW_MAIN, "archive", *args] if slow else [*CLI, *args]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
-    _PROCS.append(proc)
-    return proc
+    return children.start(cmd, env)
 
 
-#: Every CLI process a test started: stopped and its pipes closed when the test ends.
-_PROCS: list[subprocess.Popen] = []
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    while _PROCS:
-        proc = _PROCS.pop()
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-
-
-def test_two_archivers_end_with_one_exact_table(sandbox, settled, tmp_path: Path) -> None:
+def test_two_archivers_started_at_once_end_with_one_exact_table(
+        sandbox, settled, tmp_path: Path, children: Children) -> None:
     env = sandbox.env()
-    uri = str(tmp_path / "two")
     conn = sandbox.connect()
     stopped = 0
-    for _ in range(3):
-        # Slowed commits keep both archivers busy for many seconds, so that their runs
-        # overlap (start-up alone takes a few seconds) and one of them meets the other.
-        # The second starts once the first has created the tables: two archivers creating
-        # one new archive at the same instant is another race (noted, not this test's).
-        first = _run_cli(["run", uri, "--once", "--max-records", "500"], env, slow=True)
-        deadline = time.monotonic() + 120
-        while not (Path(uri) / "main" / "_delta_log").is_dir() and first.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        procs = [first, _run_cli(["run", uri, "--once", "--max-records", "500"], env,
-                                 slow=True)]
+    uris = []
+    for rep in range(3):
+        # Both create one new archive at the same instant (a gate in each process), then
+        # slowed commits keep both busy for many seconds, so one of them meets the other.
+        uri, gate = str(tmp_path / f"two{rep}"), tmp_path / f"gate{rep}"
+        gate.mkdir()
+        uris.append(uri)
+        gated = {**env, "TU_TEST_GATE": str(gate), "TU_TEST_GATE_N": "2"}
+        procs = [_run_cli(children, ["run", uri, "--once", "--max-records", "500"], gated,
+                          slow=True) for _ in range(2)]
         outs = [(p.wait(timeout=300), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
         for rc, err in outs:
+            assert "released at the gate" in err, err
             assert rc in (0, 2), err
             if rc == 2:
                 assert "another archiver" in err, err
@@ -278,65 +274,86 @@ def test_two_archivers_end_with_one_exact_table(sandbox, settled, tmp_path: Path
         if stopped:
             break
     assert stopped >= 1
-    conn.archive(uri, once=True)  # whoever stopped: its work is done by a rerun
+    for uri in uris:
+        conn.archive(uri, once=True)  # whoever stopped: its work is done by a rerun
+    topic = read_all(env, env["TU_TOPIC"])  # read after the reruns: it covers their ends
+    for uri in uris:
+        _assert_exact(conn, uri, topic)
+
+
+def _assert_exact(conn: tu.Connection, uri: str, topic: list) -> None:
+    """``uri``'s main holds every offset of ``topic`` below its watermarks once, its long
+    frames no row outside main, and every table the one archive id of main."""
     main = tu.scan_archive(uri).collect()
     keys = _pairs(main)
     assert len(keys) == len(set(keys))
-    wm = {p["partition"]: p["watermark"] for p in tu.archive_status(uri, conn)["partitions"]}
-    expected = {(p, o) for p, o, *_ in read_all(env, env["TU_TOPIC"]) if o < wm[p]}
-    assert set(keys) == expected
+    st = tu.archive_status(uri, conn)
+    wm = {p["partition"]: p["watermark"] for p in st["partitions"]}
+    assert set(keys) == {(p, o) for p, o, *_ in topic if o < wm[p]}
     for name in ("fault_codes", "can_messages"):
         long = tu.scan_archive(uri, table=name).collect()
         dups = long.group_by("partition", "offset").len().join(
             main.select("partition", "offset"), on=["partition", "offset"], how="anti")
         assert dups.height == 0
+    for table in Path(uri).iterdir():
+        ident = json.loads(DeltaTable(str(table)).metadata().description)
+        assert ident["archive_id"] == st["archive_id"], table
 
 
-def test_bad_input_is_refused_clearly_with_nothing_half_written(sandbox, tmp_path: Path) -> None:
+def test_bad_input_is_refused_clearly_with_nothing_half_written(
+        sandbox, tmp_path: Path, children: Children) -> None:
     env = sandbox.env()
     junk = tmp_path / "junk"
     (junk / "main").mkdir(parents=True)
     (junk / "main" / "part-0.parquet").write_bytes(b"not parquet")
-    p = _run_cli(["run", str(junk), "--once"], env)
+    p = _run_cli(children, ["run", str(junk), "--once"], env)
     assert p.wait(timeout=120) == 2
     assert "not a tu-analytics archive" in p.stderr.read()  # type: ignore[union-attr]
     assert sorted(x.name for x in (junk / "main").iterdir()) == ["part-0.parquet"]
     with pytest.raises(ArchiveError, match="not a tu-analytics archive"):
         tu.scan_archive(str(junk))
     # A table of another topic.
-    shared = Path(tempfile.mkdtemp(prefix="tu-archive-"))  # others may read, not write
-    shared.chmod(0o755)
-    uri = str(shared / "insights")
+    uri = str(tmp_path / "insights")
     _partial(sandbox.connect(), uri, max_records=300)
     raw = sandbox.connect(fmt="raw")
     with pytest.raises(ArchiveError, match=r"belongs to topic .*insights"):
         raw.archive(uri, once=True)
     with pytest.raises(ArchiveError, match=r"belongs to topic .*insights"):
         raw.history(datetime.now(UTC) - timedelta(hours=1), archive=uri)
-    # No write permission: the archive of another user, and a directory we may not write.
-    before = DeltaTable(f"{uri}/main").version()
-    conn = sandbox.connect()
+
+
+def _versions(uri: str) -> dict[str, int]:
+    return {t.name: DeltaTable(str(t)).version() for t in sorted(Path(uri).iterdir())}
+
+
+def _watermarks(uri: str) -> dict[int, int | None]:
+    st = tu.archive_status(uri, kafka=False)
+    return {p["partition"]: p["watermark"] for p in st["partitions"]}
+
+
+def test_no_write_permission_stops_the_real_cli_as_another_user_with_nothing_written(
+        sandbox) -> None:
+    """`tu-analytics archive run` as ``nobody`` (setpriv) on an archive of root's and in a
+    directory nobody may not write: a clear error, and the archive as it was."""
+    shared = Path(tempfile.mkdtemp(prefix="tu-archive-"))
+    shared.chmod(0o755)  # others may enter and read, not write
     try:
+        uri = str(shared / "insights")
+        _partial(sandbox.connect(), uri, max_records=300)
+        before = (_versions(uri), _watermarks(uri), tu.scan_archive(uri).collect())
+        python, extra = python_as_nobody()
         for target in (uri, str(shared / "new")):
-            with _as_nobody(), pytest.raises(ArchiveError, match="no write permission"):
-                conn.archive(target, once=True)
-        assert DeltaTable(f"{uri}/main").version() == before
+            out = subprocess.run([*python, "-m", "tu_analytics.cli", "archive", "run", target,
+                                  "--once"], env={**os.environ, **sandbox.env(), **extra},
+                                 capture_output=True, text=True, timeout=300, check=False)
+            assert out.returncode == 2, out.stderr
+            assert "no write permission" in out.stderr, out.stderr
+            assert "nothing half-written is visible" in out.stderr
+        assert (_versions(uri), _watermarks(uri)) == before[:2]
+        assert_frame_equal(tu.scan_archive(uri).collect(), before[2])
         assert not (shared / "new").exists()
     finally:
         shutil.rmtree(shared)
-
-
-@contextlib.contextmanager
-def _as_nobody() -> Iterator[None]:
-    """Tests run as root; files are checked against the effective ids. (The venv's Python
-    lives under /root, which nobody may not enter, so no separate process: seteuid.)"""
-    os.setegid(65534)
-    os.seteuid(65534)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
 
 
 def test_full_disk_stops_with_a_clear_error_and_a_consistent_archive(sandbox, settled,
@@ -398,12 +415,13 @@ def test_backfill_writes_older_days_once_and_history_spans_them(sandbox, tmp_pat
         .collect().height)
 
 
-def test_follow_mode_commits_and_stops_on_sigterm_after_a_commit(sandbox, tmp_path: Path) -> None:
+def test_follow_mode_commits_and_stops_on_sigterm_after_a_commit(
+        sandbox, tmp_path: Path, children: Children) -> None:
     import signal
 
     env = sandbox.env()
     uri = str(tmp_path / "follow")
-    p = _run_cli(["run", uri, "--every", "1", "--max-records", "3000"], env)
+    p = _run_cli(children, ["run", uri, "--every", "1", "--max-records", "3000"], env)
     deadline = time.monotonic() + 120
     while not (Path(uri) / "main" / "_delta_log").is_dir() or not tu.scan_archive(
             uri).select(pl.len()).collect().item():

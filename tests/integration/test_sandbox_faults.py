@@ -8,7 +8,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from kafka_helpers import _kafka_conf
+from kafka_helpers import _kafka_conf, as_nobody
 from sandbox_checks import assert_exactly_once, counts, streamer_paused, wait_forwarded
 
 from tu_analytics.sandbox import _procs, manager
@@ -54,27 +53,17 @@ def _pid(root: Path, role: str) -> int:
     return procs[0].pid
 
 
-def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def test_another_user_cannot_read_the_sandbox(own_sandbox: Path) -> None:
     segments = sorted((own_sandbox / "kafka" / "data").glob("trackunit.*/*.log"))
     assert segments, "the customer topics should have segment files"
     # The probe works: nobody can list the 0755 parent.
-    assert _as_nobody("ls", str(own_sandbox.parent)).returncode == 0
+    assert as_nobody("ls", str(own_sandbox.parent)).returncode == 0
     for target in (segments[0], own_sandbox / "state.json", own_sandbox / "tls" / "broker.pem"):
-        out = _as_nobody("cat", str(target))
+        out = as_nobody("cat", str(target))
         assert out.returncode != 0
         assert "Permission denied" in out.stderr
         assert out.stdout == ""
-    assert _as_nobody("ls", str(own_sandbox)).returncode != 0
+    assert as_nobody("ls", str(own_sandbox)).returncode != 0
 
 
 def test_forwarder_rides_out_a_60s_broker_stall(own_sandbox: Path) -> None:

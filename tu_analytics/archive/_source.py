@@ -4,7 +4,8 @@ Everything the archive needs from Kafka, the registry and the decoder goes throu
 so when the pipeline becomes ``plan(settings, start, end, lateness) -> ranges`` and
 ``read(range) -> batches + errors`` only this module changes. A range is read when the
 consumer's position reached its end (``_pipeline.read``): transaction markers are never
-delivered, so "offset end - 1 was seen" would wait forever.
+delivered, so "offset end - 1 was seen" would wait forever. Consumers come from the
+connection's factory (``_fake.FakeConsumer`` in unit tests).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from .. import _decode, _kafka, _pipeline
+from .. import _decode, _pipeline
 from ..formats import Frames, detect_format
 from ..formats import machine_insights as mi
 from ..formats import raw as raw_format
@@ -42,7 +43,7 @@ class Range:
 def marks(conn: Connection, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
     """Every partition of the topic -> (low watermark, high watermark), asked now (the high
     one is the last stable offset: nothing past an open transaction is archived)."""
-    consumer = _kafka.KafkaConsumer(conn.settings)
+    consumer = conn._open(conn.settings)
     try:
         return {p: consumer.watermarks(p, timeout) for p in consumer.partitions(timeout)}
     finally:
@@ -54,7 +55,8 @@ def plan(conn: Connection, start_ms: int, end_ms: int, timeout: float = 10.0) ->
     offsets that can hold records received in ``[start_ms, end_ms)``."""
     from .._connection import plan_window
 
-    got = plan_window(conn.settings, _dt(start_ms), _dt(end_ms), timeout=timeout)
+    got = plan_window(conn.settings, _dt(start_ms), _dt(end_ms), timeout=timeout,
+                      consumer=conn._open)
     return [Range(r.partition, r.start, r.end, r.low) for r in got.ranges]
 
 
@@ -67,7 +69,7 @@ def read(conn: Connection, ranges: list[Range], start_ms: int = 0,
     planned = tuple(_pipeline.PartitionRange(r.partition, r.start, r.end, r.low)
                     for r in ranges)
     decoded = read_window(conn.settings, planned, start_ms, end_ms, registry=conn._registry,
-                          stall_timeout=stall_timeout)
+                          consumer=conn._open, stall_timeout=stall_timeout)
     return build_window(conn, _plan(conn, start_ms, end_ms, planned), decoded)
 
 

@@ -4,6 +4,13 @@ All writes go through ``DeltaTable`` objects loaded just before the check they r
 delta-rs's conflict check (an app id committed by someone else since our snapshot) fences a
 second archiver: it fails with ``CommitFailedError``, which becomes
 :class:`ArchiveConflictError` here.
+
+Creation takes the same fence: a Delta create is the put-if-absent of version 0, made with
+no commit retry (delta-rs would retry a lost create as version 1, replacing the winner's
+metadata and with it the archive id, so two archivers would append under different app
+ids). ``main`` is created first; of two archivers creating one archive at once, exactly one
+creates each table and the other adopts it, taking the archive's identity from ``main``.
+Their first commits then meet like any others: one of them stops with "another archiver".
 """
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ class Store:
         """An existing archive; ``topic`` (when given) must be the one it archives."""
         _refuse_plain_table(uri, storage_options)
         main = _load(L.table_uri(uri, L.MAIN), storage_options)
+        if main is None and _in_creation(L.table_uri(uri, L.MAIN)):
+            raise ArchiveError(f"another archiver is creating the archive at {uri} ({L.MAIN} "
+                               "has no commit yet); try again in a moment", uri=uri)
         if main is None:
             raise ArchiveError(f"{uri} is not a tu-analytics archive (no Delta table at "
                                f"{L.table_uri(uri, L.MAIN)}); create one with "
@@ -65,38 +75,55 @@ class Store:
     def create_or_open(cls, uri: str, topic: str, fmt: str, frames: Mapping[str, pl.DataFrame],
                        storage_options: dict[str, str] | None = None) -> Store:
         """The archive of ``topic`` at ``uri``, creating missing tables from ``frames``'
-        (zero-row) schemas. ``main`` is created first: its identity is the archive's."""
+        (zero-row) schemas. ``main`` is created first: its identity is the archive's, also
+        when another archiver created it a moment earlier (see the module's docstring)."""
         _refuse_plain_table(uri, storage_options)
         _refuse_foreign_directory(uri)
         tables = (*(n for n in frames if n != L.MAIN), L.GAPS)
         store = cls(uri, Identity(topic, uuid.uuid4().hex[:12], fmt, tables), storage_options)
         store._create(L.MAIN, frames[L.MAIN])
-        main = store.load(L.MAIN)
-        store.identity = _identity(main, uri)  # another archiver may have created it first
+        store.identity = _identity(store.load(L.MAIN), uri)  # the winner's, if not ours
         _check_topic(store.identity, topic, uri)
         for name in store.tables:
-            df = pl.DataFrame(schema=L.GAPS_SCHEMA) if name == L.GAPS else frames[name]
+            df = pl.DataFrame(schema=L.GAPS_SCHEMA) if name == L.GAPS else frames.get(name)
             store._create(name, df)
-            _check_topic(_identity(store.load(name), uri), topic, uri)
+            store._check_member(name)
         return store
 
-    def _create(self, name: str, frame: pl.DataFrame) -> None:
+    def _create(self, name: str, frame: pl.DataFrame | None) -> None:
+        """Create table ``name`` unless it exists; a lost race leaves the other's table."""
         dl = _deltalake()
         target = L.table_uri(self.uri, name)
         if _load(target, self.storage_options) is not None:
             return
+        if frame is None:
+            raise ArchiveError(f"the archive at {self.uri} lists a table {name!r} that this "
+                               "topic's schemas do not have", uri=self.uri)
         df = frame.clear() if name == L.GAPS else with_added(frame.clear(), "kafka")
         try:
             dl.write_deltalake(
                 target, _arrow(df), mode="error", storage_options=self.storage_options,
                 partition_by=None if name == L.GAPS else [L.DATE_COL],
-                name=f"tu-archive {name}", description=self.identity.describe(name))
+                name=f"tu-archive {name}", description=self.identity.describe(name),
+                commit_properties=dl.CommitProperties(max_commit_retries=0))
+        except dl.exceptions.CommitFailedError:
+            return  # version 0 was written by another archiver first: its table is checked
         except dl.exceptions.DeltaError as exc:
             if "already exists" in str(exc):
                 return  # created by another archiver meanwhile: its identity is checked next
             raise _io_error(exc, self.uri, f"create {target}") from exc
         except OSError as exc:
             raise _io_error(exc, self.uri, f"create {target}") from exc
+
+    def _check_member(self, name: str) -> None:
+        """Table ``name`` belongs to this archive (the topic and archive id of ``main``)."""
+        ident = _identity(self.load(name), self.uri)
+        _check_topic(ident, self.identity.topic, self.uri)
+        if ident.archive_id != self.identity.archive_id:
+            raise ArchiveError(
+                f"table {name!r} of the archive at {self.uri} belongs to archive "
+                f"{ident.archive_id}, its {L.MAIN} table to {self.identity.archive_id}: the "
+                "tables were not created together; archive into a new URI", uri=self.uri)
 
     # -- reading state ---------------------------------------------------------------------------
 
@@ -113,6 +140,10 @@ class Store:
         dt = _load(L.table_uri(self.uri, name), self.storage_options)
         if dt is not None:
             self._loaded[name] = dt
+        if dt is None and name in self.identity.tables:
+            raise ArchiveError(f"the archive at {self.uri} has no table {name!r} yet: another "
+                               "archiver is creating it, or its creation stopped (the next "
+                               "`tu-analytics archive run` completes it)", uri=self.uri)
         if dt is None:
             raise ArchiveError(f"the archive at {self.uri} has no table {name!r}: it is "
                                "incomplete or not a tu-analytics archive", uri=self.uri)
@@ -366,12 +397,22 @@ def _check_local(root: Path, uri: str) -> None:
     if root.is_file():
         raise ArchiveError(f"{uri} is a file, not an archive directory", uri=uri)
     main = root / L.MAIN
-    if main.exists() and not (main / "_delta_log").is_dir():
+    # An archiver creating ``main`` makes the directory, then ``_delta_log`` in it (a create
+    # writes no data file): a ``main`` holding nothing else is one being created.
+    if main.is_file() or (main.is_dir() and not (main / "_delta_log").is_dir()
+                          and any(p.name != "_delta_log" for p in main.iterdir())):
         raise ArchiveError(f"{uri} is not a tu-analytics archive: {main} exists but is not a "
                            "Delta table; pass an empty or new path", uri=uri)
-    if root.is_dir() and not main.exists() and any(root.iterdir()):
+    if root.is_dir() and not main.exists() and any(p.name != L.MAIN for p in root.iterdir()):
         raise ArchiveError(f"{uri} is a non-empty directory that is not a tu-analytics "
                            "archive (no main/ table); pass an empty or new path", uri=uri)
+
+
+def _in_creation(table: str) -> bool:
+    """A local table directory with a ``_delta_log`` but no commit: being created (or its
+    creator stopped before the commit). Object stores cannot tell this from no table."""
+    root = _files.local_root(table)
+    return root is not None and (root / "_delta_log").is_dir()
 
 
 def _io_error(exc: BaseException, uri: str, what: str) -> ArchiveError:

@@ -54,13 +54,17 @@ def _archive_backfill(days: float, uri: str, customer: str | None) -> None:
     from ..archive import backfill
     from . import manager
     from ._state import load_state
-    from .streamer import schema_id_map, simulator_for
+    from .streamer import schema_id_map, sim_config_for, simulator_for
 
     env = manager.env_vars(customer=customer)  # raises when no sandbox is up
-    state = load_state(manager._root(None))
+    root = manager._root(None)
+    state = load_state(root)
     assert state is not None
     end = datetime.fromtimestamp(state.epoch_ms / 1000, UTC)
-    written = backfill(connect(Settings.resolve(env=env)), simulator_for(state), uri,
+    # The streamer's own config (its clock offset and shares): the days before the topic's
+    # first record continue the very simulation the topic holds, so none is on both sides.
+    sim = simulator_for(state, sim_config_for(root))
+    written = backfill(connect(Settings.resolve(env=env)), sim, uri,
                        start=end - timedelta(days=days), end=end,
                        customer=env["TU_SASL_USERNAME"], schema_ids=schema_id_map(state),
                        say=_say)
