@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
 from tu_analytics.archive import _layout as L
-from tu_analytics.archive._plan import Gap, gaps_frame, late_gaps, plan_batch, shares
+from tu_analytics.archive._plan import Gap, gaps_frame, late_gaps, plan_batch
 from tu_analytics.archive._store import Store, with_added
 from tu_analytics.archive.reader import scan_archive
 from tu_analytics.errors import ArchiveConflictError, ArchiveError, ArchiveSchemaError
@@ -171,27 +171,10 @@ def test_plan_batch_records_gaps_and_caps_records() -> None:
     batch = plan_batch({0: 5, 1: None, 2: 40}, {0: (10, 100), 1: (3, 50), 2: (0, 45)},
                        {}, max_records=30)
     assert batch.gaps == [Gap(0, 5, 10)]
-    # 30 records: partition 2 has 5 left, the others share the rest (a full batch).
     assert [(r.partition, r.start, r.end) for r in batch.ranges] == [
-        (0, 10, 22), (1, 3, 16), (2, 40, 45)]
+        (0, 10, 20), (1, 3, 13), (2, 40, 45)]
     late_gaps(batch, {0: 15, 1: 3}, {0: 12, 1: 3, 2: 0})
     assert batch.gaps == [Gap(0, 5, 10), Gap(0, 10, 12)]
-
-
-def test_batches_are_full_so_a_run_needs_no_batch_for_a_rounding_rest() -> None:
-    marks = {0: (0, 334), 1: (0, 333), 2: (0, 333)}
-    wm: dict[int, int | None] = {0: None, 1: None, 2: None}
-    sizes = []
-    while True:
-        batch = plan_batch(wm, marks, {}, max_records=200)
-        if batch.count == 0:
-            break
-        sizes.append(batch.count)
-        wm = {**wm, **{int(k): v for k, v in batch.new_watermarks().items()}}
-    assert sizes == [200] * 5  # not 198 x 5 and a sixth batch of 10
-    assert wm == {0: 334, 1: 333, 2: 333}
-    assert shares({0: 9, 1: 9, 2: 9}, 1) == {0: 1, 1: 0, 2: 0}  # never above the budget
-    assert shares({0: 4, 1: 0}, None) == {0: 4, 1: 0}
 
 
 def test_visibility_predicate_on_offsets_and_days() -> None:

@@ -38,9 +38,10 @@ def plan_batch(watermarks: Mapping[int, int | None], marks: Mapping[int, tuple[i
                targets: Mapping[int, int], max_records: int | None) -> Batch:
     """Per partition: from its watermark (or the low watermark when none is stored) up to its
     target, at most ``max_records`` in all. A watermark below the low watermark is a gap."""
+    parts = sorted(marks)
+    share = None if max_records is None else max(1, max_records // max(1, len(parts)))
     batch = Batch([])
-    spans: dict[int, tuple[int, int, int]] = {}
-    for p in sorted(marks):
+    for p in parts:
         low, high = marks[p]
         start = watermarks.get(p)
         if start is None:
@@ -48,25 +49,11 @@ def plan_batch(watermarks: Mapping[int, int | None], marks: Mapping[int, tuple[i
         elif start < low:
             batch.gaps.append(Gap(p, start, low))
             start = low
-        spans[p] = (start, max(start, min(targets.get(p, high), high)), low)
-    take = shares({p: end - start for p, (start, end, _) in spans.items()}, max_records)
-    batch.ranges = [Range(p, start, start + take[p], low)
-                    for p, (start, end, low) in spans.items()]
+        end = max(start, min(targets.get(p, high), high))
+        if share is not None:
+            end = min(end, start + share)
+        batch.ranges.append(Range(p, start, end, low))
     return batch
-
-
-def shares(left: Mapping[int, int], budget: int | None) -> dict[int, int]:
-    """Records to take per partition: an equal share of ``budget`` each, and what a partition
-    with fewer left does not use goes to the others. So a batch is full while records are
-    left, and a run takes ceil(records / budget) batches (no batch of a rounding rest)."""
-    if budget is None:
-        return dict(left)
-    out: dict[int, int] = {}
-    for i, p in enumerate(sorted(left, key=lambda q: (left[q], q))):  # fewest left first
-        fair = -(-budget // (len(left) - i))  # ceil: the rounding rest goes to the first
-        out[p] = min(left[p], fair)
-        budget -= out[p]
-    return out
 
 
 def late_gaps(batch: Batch, first_read: Mapping[int, int], lows_after: Mapping[int, int]) -> None:
