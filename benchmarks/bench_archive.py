@@ -65,9 +65,12 @@ def _peak(fn: Callable[[], Any]) -> tuple[Any, float, float]:
 
 
 def kafka_round(kind: str, env: dict[str, str], start: str, end: str) -> dict[str, float]:
+    import bench_window as bw
+
     import tu_analytics as tu
 
     conn = tu.connect(tu.Settings.resolve(env=env))
+    busy0, own0 = bw._busy_cpu_s(), bw._own_cpu_s()
     if kind == "window":
         win, secs, peak = _peak(lambda: conn.window(start, end, progress=False,
                                                     max_records=None))
@@ -79,7 +82,12 @@ def kafka_round(kind: str, env: dict[str, str], start: str, end: str) -> dict[st
             n = res.records + res.errors
         finally:
             shutil.rmtree(uri, ignore_errors=True)
-    return {"records": n, "seconds": secs, "records_per_s": n / secs, "peak_rss_mb": peak}
+    own = bw._own_cpu_s() - own0
+    # The machine is shared: CPU time other processes (the broker included) used meanwhile.
+    others = bw._busy_cpu_s() - busy0 - own
+    return {"records": n, "seconds": secs, "records_per_s": n / secs, "peak_rss_mb": peak,
+            "cpu_s": own, "records_per_cpu_s": n / own, "others_cpu_s": others,
+            "load1": os.getloadavg()[0]}
 
 
 def scan_round(kind: str, uri: str, day: str) -> dict[str, float]:
@@ -149,7 +157,10 @@ def _rounds(kinds: list[str], rounds: int, spec: dict[str, Any], say: str) -> di
             r = json.loads(out.stdout.strip().splitlines()[-1])
             got[kind].append(r)
             print(f"{say} round {i + 1} {kind}: {r}", file=sys.stderr)
-    return {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in got.items()}
+    med: dict[str, Any] = {k: {m: statistics.median(r[m] for r in v) for m in v[0]}
+                           for k, v in got.items()}
+    med["rounds"] = got
+    return med
 
 
 def part_kafka(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,6 +185,11 @@ def part_kafka(args: argparse.Namespace) -> dict[str, Any]:
             "end": datetime.fromtimestamp(span[1] / 1000, UTC).isoformat()}
     med = _rounds(["window", "archive"], args.rounds, spec, "kafka")
     med["ratio"] = med["archive"]["records_per_s"] / med["window"]["records_per_s"]
+    # Each round's archive beside the window just before it (the same machine load).
+    med["round_ratios"] = [a["records_per_s"] / w["records_per_s"] for w, a in
+                           zip(med["rounds"]["window"], med["rounds"]["archive"], strict=True)]
+    med["cpu_ratio"] = (med["archive"]["records_per_cpu_s"]
+                        / med["window"]["records_per_cpu_s"])
     return med
 
 
@@ -201,6 +217,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reuse", action="store_true")
     ap.add_argument("--skip-kafka", action="store_true")
+    ap.add_argument("--skip-scan", action="store_true", help="part 1 only")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--round", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -217,12 +234,23 @@ def main() -> None:
         k = result["kafka"] = part_kafka(args)
         print(f"| archive vs window, {k['window']['records']:,.0f} records | "
               f"window {k['window']['records_per_s']:,.0f}/s, archive "
-              f"{k['archive']['records_per_s']:,.0f}/s: {k['ratio']:.0%} |")
+              f"{k['archive']['records_per_s']:,.0f}/s: {k['ratio']:.0%} (per CPU-s "
+              f"{k['cpu_ratio']:.0%}; rounds "
+              f"{', '.join(f'{r:.0%}' for r in k['round_ratios'])}); peak RSS window "
+              f"{k['window']['peak_rss_mb']:,.0f} MB, "
+              f"archive {k['archive']['peak_rss_mb']:,.0f} MB |")
+    if args.skip_scan:
+        _finish(args, result)
+        return
     s = result["scan"] = part_scan(args)
     print(f"| scan_archive one day x 5 columns of {args.rows:,} rows | "
           f"{s['scan_archive']['seconds'] * 1000:.0f} ms vs pl.scan_delta "
           f"{s['scan_delta']['seconds'] * 1000:.0f} ms ({s['ratio']:.2f}x); peak RSS "
           f"{s['scan_archive']['peak_rss_mb']:.0f} MB |")
+    _finish(args, result)
+
+
+def _finish(args: argparse.Namespace, result: dict[str, Any]) -> None:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

@@ -13,7 +13,6 @@ import json
 import os
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ import polars as pl
 
 #: Columns with min/max statistics in the add actions (data skipping on time and offsets).
 _STATS = ("partition", "offset", "kafka_timestamp", "start", "schema_id")
+#: Runs of one day beyond which a batch is partitioned by a gather rather than by slices.
+_MAX_RUNS = 512
 
 
 def local_root(table_uri: str) -> Path | None:
@@ -44,25 +45,48 @@ def add_actions(root: Path, df: pl.DataFrame, table: dict[str, pl.DataType],
 
     full = df.select([pl.col(c) if c in df.columns else pl.lit(None, dtype=t).alias(c)
                       for c, t in table.items()])
-    groups = [(None, full)] if partition_by is None else [
-        (key[0], part.drop(partition_by))
-        for key, part in full.partition_by(partition_by, as_dict=True, maintain_order=True).items()]
+    groups = [(None, full)] if partition_by is None else split(full, partition_by)
 
     def write(value: object, part: pl.DataFrame) -> Any:
         rel = (f"{partition_by}={_partition_value(value)}/" if partition_by else "") + (
             f"part-{uuid.uuid4()}.snappy.parquet")
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        part.write_parquet(path, compression="snappy")
+        present(part).write_parquet(path, compression="snappy")
         values = {partition_by: _partition_value(value)} if partition_by else {}
         return AddAction(rel, os.path.getsize(path), values, int(time.time() * 1000), True,
                          _stats(part))
 
-    if len(groups) == 1:
-        return [write(*groups[0])]
-    # A batch spanning many days: one file per day, written in parallel (Polars frees the GIL).
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return list(pool.map(lambda g: write(*g), groups))
+    # One file per day, one after the other: Polars' writer already encodes on every core.
+    return [write(value, part) for value, part in groups]
+
+
+def split(df: pl.DataFrame, column: str) -> list[tuple[object, pl.DataFrame]]:
+    """``df``'s rows per value of ``column`` (dropped), each group in row order. A batch
+    comes in (partition, offset) order, so its days come in a few runs: those are sliced
+    (no copy) and joined per day, where ``partition_by`` would gather every column."""
+    runs = df.select(pl.col(column).rle()).unnest(column)
+    if runs.height > _MAX_RUNS:  # records far out of time order: gather once instead
+        return [(key[0], part.drop(column)) for key, part in
+                df.partition_by(column, as_dict=True, maintain_order=True).items()]
+    rest = df.drop(column)
+    pieces: dict[object, list[pl.DataFrame]] = {}
+    at = 0
+    for n, value in runs.iter_rows():
+        pieces.setdefault(value, []).append(rest.slice(at, n))
+        at += n
+    return [(value, pl.concat(p, rechunk=False) if len(p) > 1 else p[0])
+            for value, p in pieces.items()]
+
+
+def present(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` without its columns that hold no value. Delta readers read a column a file
+    lacks as null (as in files written before a schema merge), and about half of the ~300
+    insight columns are empty in a typical batch: encoding them costs time for nothing."""
+    if not df.height:
+        return df
+    nulls = df.null_count().row(0)
+    return df.select([c for c, n in zip(df.columns, nulls, strict=True) if n < df.height])
 
 
 def _partition_value(v: object) -> str | None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from .._pipeline import RecordConsumer
 from ..errors import ArchiveConflictError
 from . import _layout as L
 from . import _source
@@ -72,6 +73,7 @@ class Archiver:
         #: Called after the other tables are written, before ``main``'s commit (tests).
         self.before_main: Callable[[], None] | None = None
         self._planned: dict[L.Key, int | None] = {}
+        self._watch: RecordConsumer | None = None  # asks the watermarks, run-long
 
     def stop(self) -> None:
         self._stop.set()
@@ -97,13 +99,23 @@ class Archiver:
         """``once``: archive up to the end offsets taken now, then return. Otherwise follow the
         topic, a commit every ``every`` seconds or ``max_records`` records, until stopped."""
         result = RunResult()
-        targets = {p: hi for p, (_, hi) in _source.marks(self.conn).items()} if once else None
-        while not self._stop.is_set():
-            self._catch_up(targets, result)
-            if once:
-                break
-            self._stop.wait(every)
+        try:
+            targets = {p: hi for p, (_, hi) in self._marks().items()} if once else None
+            while not self._stop.is_set():
+                self._catch_up(targets, result)
+                if once:
+                    break
+                self._stop.wait(every)
+        finally:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
         return result
+
+    def _marks(self) -> dict[int, tuple[int, int]]:
+        if self._watch is None:
+            self._watch = self.conn._open(self.conn.settings)
+        return _source.marks(self.conn, consumer=self._watch)
 
     def _catch_up(self, targets: dict[int, int] | None, result: RunResult) -> None:
         tries = 0
@@ -150,7 +162,7 @@ class Archiver:
                     ahead: dict[L.Key, int | None] | None) -> _Step | None:
         """Plan from the stored watermarks (after recovery) or, while a commit is in
         flight, from the watermarks it will store; then read the planned offsets."""
-        marks = _source.marks(self.conn)
+        marks = self._marks()
         store = self._open()
         keys: list[L.Key] = sorted(marks)
         if ahead is None:
@@ -167,7 +179,7 @@ class Archiver:
             return None
         win = self._read([r for r in batch.ranges if r.end > r.start])
         first = _first_offsets(win)
-        late_gaps(batch, first, {p: lo for p, (lo, _) in _source.marks(self.conn).items()})
+        late_gaps(batch, first, {p: lo for p, (lo, _) in self._marks().items()})
         for g in batch.gaps:
             self.say(f"RETENTION GAP: partition {g.partition} offsets [{g.start}, {g.end}) were "
                      "deleted by the topic's retention before they were archived")

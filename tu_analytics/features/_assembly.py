@@ -180,9 +180,9 @@ def _grouped(
     for i in range(0, max(len(machines), 1), group_size):
         chunk = machines[i : i + group_size]
         pick = pl.col(_M).cast(pl.String).is_in(chunk)
-        faults = None if fault_codes is None else fault_codes.lazy().filter(pick)
+        faults = None if fault_codes is None else fault_codes.lazy().filter(pick).collect()
         template = _build(
-            main.lazy().filter(pick), faults, clock, grid, site_radius_m, anchors=anchors
+            _group_rows(main, pick), faults, clock, grid, site_radius_m, anchors=anchors
         )
         assert isinstance(template.frame, pl.DataFrame)
         parts.append(template.frame)
@@ -211,6 +211,17 @@ def _whole_anchors(
         pick = pl.col(_M).cast(pl.String).is_in(machines[i : i + group_size])
         parts.append(site_anchors_of(_prepared(main.filter(pick))[0], clock).collect())
     return merge_anchors(pl.concat(parts))
+
+
+def _group_rows(main: pl.DataFrame | pl.LazyFrame, pick: pl.Expr) -> pl.DataFrame:
+    """One group's rows, in one pass over the input and only the columns the table reads:
+    the plan reads its input several times (pre-pass, blocks), each a scan of all history
+    when ``main`` is a scan (3x slower over an archive)."""
+    lf = main.lazy()
+    schema = lf.collect_schema()
+    needed = _columns_needed(schema)
+    cols = [c for c in schema.names() if c in needed or c in IDENTITY]
+    return lf.filter(pick).select(cols).collect()
 
 
 def _finish(frame: pl.LazyFrame, clock: _Clock, *, faults: bool) -> pl.LazyFrame:
