@@ -9,6 +9,7 @@ A crash before the commit leaves only files no log entry names: invisible, vacuu
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -23,6 +24,8 @@ import polars as pl
 _STATS = ("partition", "offset", "kafka_timestamp", "start", "schema_id")
 #: Runs of one day beyond which a batch is partitioned by a gather rather than by slices.
 _MAX_RUNS = 512
+#: Free space below which a failed write is read as a full disk.
+_FULL_BYTES = 1 << 20
 
 
 def local_root(table_uri: str) -> Path | None:
@@ -52,7 +55,12 @@ def add_actions(root: Path, df: pl.DataFrame, table: dict[str, pl.DataType],
             f"part-{uuid.uuid4()}.snappy.parquet")
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        present(part).write_parquet(path, compression="snappy")
+        try:
+            present(part).write_parquet(path, compression="snappy")
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            if _remove_failed(path) and not isinstance(exc, OSError):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path)) from exc
+            raise
         values = {partition_by: _partition_value(value)} if partition_by else {}
         return AddAction(rel, os.path.getsize(path), values, int(time.time() * 1000), True,
                          _stats(part))
@@ -77,6 +85,15 @@ def split(df: pl.DataFrame, column: str) -> list[tuple[object, pl.DataFrame]]:
         at += n
     return [(value, pl.concat(p, rechunk=False) if len(p) > 1 else p[0])
             for value, p in pieces.items()]
+
+
+def _remove_failed(path: Path) -> bool:
+    """Remove a failed write's partial file; whether the disk was full. Polars words a full
+    disk as a broken Parquet file ("Invalid thrift: transport error")."""
+    st = os.statvfs(path.parent)
+    full = st.f_bavail * st.f_frsize < _FULL_BYTES  # asked before the partial file goes
+    path.unlink(missing_ok=True)
+    return full
 
 
 def present(df: pl.DataFrame) -> pl.DataFrame:
