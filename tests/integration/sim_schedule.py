@@ -30,7 +30,8 @@ def busy_window(sandbox: Any, hours: float, customer: str | None = None,
     per = int(span / _STEP)
     best = max(range(per, len(samples) + 1),
                key=lambda i: sum(n for _, n in samples[i - per:i]))
-    end = samples[best - 1][0] + _STEP
+    # The last sample's quarter hour may reach past now: a window never ends in the future.
+    end = min(samples[best - 1][0] + _STEP, last)
     if not sum(n for _, n in samples[best - per:best]):
         raise AssertionError(f"{name}: no machine works in any {hours} h window of the data")
     return end - span, end

@@ -17,6 +17,7 @@ from kafka_helpers import Children, read_all
 from polars.testing import assert_frame_equal
 
 import tu_analytics as tu
+from tu_analytics.errors import ArchiveError
 
 # The real CLI, with main's commit replaced by a SIGKILL after the other tables are written.
 KILL_BEFORE_MAIN = """
@@ -40,6 +41,22 @@ def _start(children: Children, env: dict[str, str], uri: str, *,
     return children.start(cmd, env, stdout=subprocess.DEVNULL)
 
 
+def _wait_for_news(sandbox, uri: str, timeout: float = 60.0) -> None:
+    """Until a partition holds a committed record past the archive's watermark: a committed
+    transaction of n records moves the stable offset by n + 1 (its marker)."""
+    conn = sandbox.connect()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            parts = tu.archive_status(uri, conn)["partitions"]
+        except ArchiveError:
+            return  # killed before its first commit: the whole topic is news
+        if any(p["lag"] >= 2 for p in parts):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no new record reached the topic in {timeout:.0f} s")
+
+
 def test_sigkill_at_random_moments_and_before_commit_keeps_exactly_once(
         sandbox, tmp_path: Path, children: Children) -> None:
     env = sandbox.env()
@@ -48,6 +65,7 @@ def test_sigkill_at_random_moments_and_before_commit_keeps_exactly_once(
     killed = before_main = 0
     while killed < 20 or before_main < 3:
         if before_main < 3 and killed % 7 == 3:
+            _wait_for_news(sandbox, uri)  # a run with nothing to archive never reaches main
             p = _start(children, env, uri, kill_before_main=True)
             p.wait(timeout=120)
             assert p.returncode == -signal.SIGKILL, p.stderr.read()  # type: ignore[union-attr]
