@@ -10,21 +10,20 @@ connection's factory (``_fake.FakeConsumer`` in unit tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import polars as pl
 
-from .. import _decode, _kafka, _pipeline
+from .. import _decode, _pipeline
 from ..formats import Frames, detect_format
 from ..formats import machine_insights as mi
 from ..formats import raw as raw_format
 
 if TYPE_CHECKING:
     from .._connection import Connection
-    from .._settings import Settings
     from ..window import Window
 
 #: Kafka timestamps are non-negative ms; this end keeps every record of a range.
@@ -34,10 +33,10 @@ ALL_TIME_MS = 2**62
 #: at the topic's end, but a batch ends where the next one starts, and what was fetched past
 #: it is dropped unread (parsed, copied and freed: ~15% of the archiver's CPU). A short
 #: queue, re-filled 5 ms after it drains rather than 1 s, keeps the fetch just ahead.
-READ_AHEAD: dict[str, int] = {
-    "queued.max.messages.kbytes": 16 * 1024,
-    "max.partition.fetch.bytes": 4 * 1024 * 1024,
-    "fetch.queue.backoff.ms": 5,
+READ_AHEAD: dict[str, str] = {
+    "queued.max.messages.kbytes": str(16 * 1024),
+    "max.partition.fetch.bytes": str(4 * 1024 * 1024),
+    "fetch.queue.backoff.ms": "5",
 }
 
 
@@ -82,22 +81,11 @@ def read(conn: Connection, ranges: list[Range], start_ms: int = 0,
 
     planned = tuple(_pipeline.PartitionRange(r.partition, r.start, r.end, r.low)
                     for r in ranges)
-    decoded = read_window(conn.settings, planned, start_ms, end_ms, registry=conn._registry,
-                          consumer=_batch_consumer(conn), stall_timeout=stall_timeout)
+    # The user's own librdkafka settings win over the batch's read-ahead.
+    batch = replace(conn.settings, extra_kafka={**READ_AHEAD, **conn.settings.extra_kafka})
+    decoded = read_window(batch, planned, start_ms, end_ms, registry=conn._registry,
+                          consumer=conn._open, stall_timeout=stall_timeout)
     return build_window(conn, _plan(conn, start_ms, end_ms, planned), decoded)
-
-
-def _batch_consumer(conn: Connection) -> Callable[[Settings], _pipeline.RecordConsumer]:
-    """The connection's consumer; a Kafka one reads only :data:`READ_AHEAD` ahead."""
-    if conn._open is not _kafka.KafkaConsumer:
-        return conn._open  # a fake at the seam: nothing is fetched ahead
-
-    def open_batch(settings: Settings) -> _pipeline.RecordConsumer:
-        own = settings.kafka_config()
-        ahead = {k: v for k, v in READ_AHEAD.items() if k not in own}
-        return _kafka.KafkaConsumer(settings, **ahead)
-
-    return open_batch
 
 
 def decode(conn: Connection, records: pl.DataFrame) -> Window:
