@@ -62,7 +62,9 @@ class Store:
         main = _load(L.table_uri(uri, L.MAIN), storage_options)
         if main is None and _in_creation(L.table_uri(uri, L.MAIN)):
             raise ArchiveError(f"another archiver is creating the archive at {uri} ({L.MAIN} "
-                               "has no commit yet); try again in a moment", uri=uri)
+                               "has no commit yet); try again in a moment (if its creator "
+                               "stopped, the next `tu-analytics archive run` completes it)",
+                               uri=uri)
         if main is None:
             raise ArchiveError(f"{uri} is not a tu-analytics archive (no Delta table at "
                                f"{L.table_uri(uri, L.MAIN)}); create one with "
